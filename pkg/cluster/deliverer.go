@@ -1,0 +1,438 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/switchboard-chat/switchboard/pkg/chat"
+	"github.com/switchboard-chat/switchboard/pkg/metrics"
+)
+
+// localHub is this host's socket hub (*ws.Hub), as the deliverer and the internal
+// listener need it.
+type localHub interface {
+	DeliverMessage(ctx context.Context, m *chat.Message, recipients []chat.Recipient, exceptConnID string) []chat.DeliveryResult
+	DeliverTyping(threadID, userID string, recipients []chat.Recipient, exceptConnID string) []chat.DeliveryResult
+	DisconnectSession(hash string) int
+	DisconnectUser(userID string) int
+	Connections() []chat.Connection
+	Repair(ctx context.Context, threadID string, seq int64)
+}
+
+// Internal routes.
+const (
+	PathDeliver     = "/internal/v1/deliver"
+	PathDisconnect  = "/internal/v1/disconnect"
+	PathConnections = "/internal/v1/connections"
+)
+
+// DelivererConfig configures a Deliverer; zero values get defaults.
+type DelivererConfig struct {
+	HostID  string
+	Timeout time.Duration // total deadline of one fan-out, retries included (2 s)
+	Workers int           // concurrent outgoing calls (64)
+	Retries int           // retries of one call (2)
+}
+
+// Deliverer implements chat.Deliverer: local sockets are written directly; every other
+// host with recipients gets ONE signed POST per message carrying all of them, all
+// hosts in parallel, through a fixed pool of workers sharing one keep-alive client, so
+// no goroutine is started per message.
+type Deliverer struct {
+	cfg      DelivererConfig
+	hub      localHub
+	presence chat.PresenceStore
+	dir      *Directory
+	signer   *Signer
+	client   *retryablehttp.Client
+	metrics  *metrics.Metrics
+	log      *slog.Logger
+
+	jobs     chan *call
+	inflight sync.WaitGroup
+	stop     chan struct{}
+	workers  sync.WaitGroup
+}
+
+// call is one host-to-host request handed to the worker pool.
+type call struct {
+	ctx    context.Context
+	host   chat.Host
+	path   string
+	body   []byte
+	result chan callResult // buffered 1; nil for fire-and-forget
+	cancel context.CancelFunc
+}
+
+type callResult struct {
+	status int
+	body   []byte
+	err    error
+}
+
+var _ chat.Deliverer = (*Deliverer)(nil)
+
+// NewDeliverer starts the worker pool; Close stops it.
+func NewDeliverer(cfg DelivererConfig, hub localHub, presence chat.PresenceStore, dir *Directory, signer *Signer, m *metrics.Metrics, log *slog.Logger) *Deliverer {
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 2 * time.Second
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 64
+	}
+	if cfg.Retries == 0 {
+		cfg.Retries = 2
+	}
+	d := &Deliverer{cfg: cfg, hub: hub, presence: presence, dir: dir, signer: signer, metrics: m, log: log,
+		jobs: make(chan *call, 4096), stop: make(chan struct{})}
+	d.client = NewClient(cfg.Retries, m, log)
+	for i := 0; i < cfg.Workers; i++ {
+		d.workers.Add(1)
+		go d.work()
+	}
+	return d
+}
+
+// NewClient returns the pooled keep-alive client with bounded retries used for every
+// host-to-host call (and by chatctl).
+func NewClient(retries int, m *metrics.Metrics, log *slog.Logger) *retryablehttp.Client {
+	tr := &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        512,
+		MaxIdleConnsPerHost: 128,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	c := retryablehttp.NewClient()
+	c.HTTPClient = &http.Client{Transport: tr}
+	c.RetryMax = retries
+	c.RetryWaitMin = 20 * time.Millisecond
+	c.RetryWaitMax = 200 * time.Millisecond
+	c.Logger = nil
+	if m != nil {
+		c.RequestLogHook = func(_ retryablehttp.Logger, _ *http.Request, attempt int) {
+			if attempt > 0 {
+				m.InternalRetry.Inc()
+			}
+		}
+	}
+	// Never retry a 4xx: the call is wrong, not unlucky.
+	c.CheckRetry = retryablehttp.DefaultRetryPolicy
+	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	return c
+}
+
+// Close stops the workers after in-flight deliveries finish (or ctx ends).
+func (d *Deliverer) Close(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { d.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	close(d.stop)
+	d.workers.Wait()
+	d.client.HTTPClient.CloseIdleConnections()
+}
+
+func (d *Deliverer) work() {
+	defer d.workers.Done()
+	for {
+		select {
+		case c := <-d.jobs:
+			r := d.do(c)
+			if c.result != nil {
+				c.result <- r
+			}
+			if c.cancel != nil {
+				c.cancel()
+			}
+		case <-d.stop:
+			return
+		}
+	}
+}
+
+func (d *Deliverer) do(c *call) callResult {
+	start := time.Now()
+	req, err := retryablehttp.NewRequestWithContext(c.ctx, http.MethodPost, c.host.InternalURL+c.path, c.body)
+	if err != nil {
+		return callResult{err: err}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	d.signer.SignRequest(req.Request, c.body)
+	resp, err := d.client.Do(req)
+	if err != nil {
+		d.metrics.InternalCall.WithLabelValues(c.path, "error").Observe(time.Since(start).Seconds())
+		return callResult{err: err}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxInternalBody))
+	d.metrics.InternalCall.WithLabelValues(c.path, fmt.Sprint(resp.StatusCode)).Observe(time.Since(start).Seconds())
+	return callResult{status: resp.StatusCode, body: body, err: err}
+}
+
+// submit hands a call to the pool, waiting for room until ctx ends.
+func (d *Deliverer) submit(c *call) bool {
+	select {
+	case d.jobs <- c:
+		return true
+	case <-c.ctx.Done():
+		return false
+	}
+}
+
+// deliverBody is the body of POST /internal/v1/deliver.
+type deliverBody struct {
+	Message    json.RawMessage  `json:"message,omitempty"`
+	Typing     *typingBody      `json:"typing,omitempty"`
+	Recipients []chat.Recipient `json:"recipients"`
+}
+
+type typingBody struct {
+	ThreadID string `json:"thread_id"`
+	UserID   string `json:"user_id"`
+}
+
+type deliverAnswer struct {
+	Results []chat.DeliveryResult `json:"results"`
+}
+
+// route groups the recipients' live entries by host. Entries on this host are skipped
+// (the hub writes locally by user); entries of dead hosts or of a previous instance
+// come back as stale. With Redis unreachable, every other live host of the last known
+// list gets every recipient with no connection ids.
+func (d *Deliverer) route(ctx context.Context, recipients []string) (map[string][]chat.Recipient, []chat.Connection) {
+	groups := map[string][]chat.Recipient{}
+	entries, err := d.presence.Lookup(ctx, recipients)
+	if err != nil {
+		d.log.Warn("presence lookup failed; delivering to every known host", "err", err)
+		all := make([]chat.Recipient, len(recipients))
+		for i, u := range recipients {
+			all[i] = chat.Recipient{UserID: u}
+		}
+		for _, h := range d.dir.Others() {
+			groups[h.HostID] = all
+		}
+		return groups, nil
+	}
+	var stale []chat.Connection
+	for _, uid := range recipients {
+		var perHost map[string]int // host -> index in groups[host]
+		for _, c := range entries[uid] {
+			if c.HostID == d.cfg.HostID {
+				continue
+			}
+			if !d.dir.AliveInstance(c.HostID, c.Instance) {
+				stale = append(stale, c)
+				continue
+			}
+			if perHost == nil {
+				perHost = map[string]int{}
+			}
+			i, ok := perHost[c.HostID]
+			if !ok {
+				groups[c.HostID] = append(groups[c.HostID], chat.Recipient{UserID: uid})
+				i = len(groups[c.HostID]) - 1
+				perHost[c.HostID] = i
+			}
+			groups[c.HostID][i].ConnIDs = append(groups[c.HostID][i].ConnIDs, c.ConnID)
+		}
+	}
+	return groups, stale
+}
+
+// DeliverMessage implements chat.Deliverer.
+func (d *Deliverer) DeliverMessage(ctx context.Context, msg chat.Message, recipients []string, exceptConnID string) {
+	d.inflight.Add(1)
+	defer d.inflight.Done()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.Timeout)
+	defer cancel()
+
+	all := make([]chat.Recipient, len(recipients))
+	for i, u := range recipients {
+		all[i] = chat.Recipient{UserID: u}
+	}
+	local := d.hub.DeliverMessage(ctx, &msg, all, exceptConnID)
+	d.metrics.Deliveries.WithLabelValues("local").Add(float64(len(local)))
+	d.metrics.ObserveStage("local", start)
+
+	t := time.Now()
+	groups, stale := d.route(ctx, recipients)
+	d.metrics.ObserveStage("presence", t)
+	if len(groups) > 0 {
+		t = time.Now()
+		msgJSON, _ := json.Marshal(&msg)
+		calls := make([]*call, 0, len(groups))
+		for hostID, rs := range groups {
+			h, ok := d.dir.Host(hostID)
+			if !ok {
+				continue
+			}
+			body, _ := json.Marshal(deliverBody{Message: msgJSON, Recipients: rs})
+			c := &call{ctx: ctx, host: h, path: PathDeliver, body: body, result: make(chan callResult, 1)}
+			if d.submit(c) {
+				calls = append(calls, c)
+			} else {
+				d.missed(msg, h.HostID, fmt.Errorf("deliver queue full"))
+			}
+		}
+		var gone []chat.Connection
+		for _, c := range calls {
+			var r callResult
+			select {
+			case r = <-c.result:
+			case <-ctx.Done():
+				r = callResult{err: ctx.Err()}
+			}
+			if r.err != nil || r.status != http.StatusOK {
+				err := r.err
+				if err == nil {
+					err = fmt.Errorf("status %d", r.status)
+				}
+				d.missed(msg, c.host.HostID, err)
+				continue
+			}
+			var a deliverAnswer
+			if err := json.Unmarshal(r.body, &a); err != nil {
+				d.missed(msg, c.host.HostID, err)
+				continue
+			}
+			for _, res := range a.Results {
+				if res.Status == chat.StatusNotConnected {
+					gone = append(gone, chat.Connection{UserID: res.UserID, HostID: c.host.HostID, ConnID: res.ConnID})
+					d.metrics.Deliveries.WithLabelValues("not_connected").Inc()
+				} else {
+					d.metrics.Deliveries.WithLabelValues("remote").Inc()
+				}
+			}
+		}
+		d.metrics.ObserveStage("remote", t)
+		stale = append(stale, gone...)
+	}
+	if len(stale) > 0 {
+		d.metrics.Deliveries.WithLabelValues("stale").Add(float64(len(stale)))
+		if err := d.presence.RemoveConnections(ctx, stale); err != nil {
+			d.log.Warn("remove stale presence", "n", len(stale), "err", err)
+		}
+	}
+	d.metrics.DeliverTime.Observe(time.Since(start).Seconds())
+}
+
+// missed records that host did not take msg: the host, alive but unreachable, reads the
+// record from Redis and pushes the message to its sockets from the database.
+func (d *Deliverer) missed(msg chat.Message, hostID string, cause error) {
+	d.metrics.Deliveries.WithLabelValues("failed").Inc()
+	d.log.Warn("deliver to host failed; recording hand-off", "host", hostID, "thread_id", msg.ThreadID, "seq", msg.Seq, "err", cause)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := d.presence.AddHandoff(ctx, hostID, msg.ThreadID, msg.Seq); err != nil {
+		d.log.Error("record hand-off", "host", hostID, "thread_id", msg.ThreadID, "seq", msg.Seq, "err", err)
+		return
+	}
+	d.metrics.Handoffs.WithLabelValues("recorded").Inc()
+}
+
+// DeliverTyping implements chat.Deliverer; best effort, it does not wait for answers.
+func (d *Deliverer) DeliverTyping(ctx context.Context, threadID, userID string, recipients []string, exceptConnID string) {
+	all := make([]chat.Recipient, len(recipients))
+	for i, u := range recipients {
+		all[i] = chat.Recipient{UserID: u}
+	}
+	d.hub.DeliverTyping(threadID, userID, all, exceptConnID)
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 500*time.Millisecond)
+	groups, _ := d.route(lctx, recipients)
+	cancel()
+	for hostID, rs := range groups {
+		h, ok := d.dir.Host(hostID)
+		if !ok {
+			continue
+		}
+		body, _ := json.Marshal(deliverBody{Typing: &typingBody{ThreadID: threadID, UserID: userID}, Recipients: rs})
+		// Fire and forget: the call's own deadline, not the caller's.
+		cctx, ccancel := context.WithTimeout(context.Background(), time.Second)
+		c := &call{ctx: cctx, host: h, path: PathDeliver, body: body, cancel: ccancel}
+		select {
+		case d.jobs <- c:
+		default:
+			ccancel() // pool saturated: typing is the first thing to shed
+		}
+	}
+}
+
+// DisconnectSession implements chat.Deliverer: this host's sockets of the session and
+// every other live host's are closed with 4001 before it returns (or its deadline).
+func (d *Deliverer) DisconnectSession(ctx context.Context, sessionHash string) error {
+	d.hub.DisconnectSession(sessionHash)
+	body, _ := json.Marshal(map[string]string{"session_hash": sessionHash})
+	return d.broadcast(ctx, PathDisconnect, body)
+}
+
+// DisconnectUser closes every socket of a user on every host.
+func (d *Deliverer) DisconnectUser(ctx context.Context, userID string) error {
+	d.hub.DisconnectUser(userID)
+	body, _ := json.Marshal(map[string]string{"user_id": userID})
+	return d.broadcast(ctx, PathDisconnect, body)
+}
+
+func (d *Deliverer) broadcast(ctx context.Context, path string, body []byte) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 1500*time.Millisecond)
+	defer cancel()
+	var calls []*call
+	for _, h := range d.dir.Others() {
+		c := &call{ctx: ctx, host: h, path: path, body: body, result: make(chan callResult, 1)}
+		if d.submit(c) {
+			calls = append(calls, c)
+		}
+	}
+	var firstErr error
+	for _, c := range calls {
+		select {
+		case r := <-c.result:
+			if r.err == nil && r.status != http.StatusOK {
+				r.err = fmt.Errorf("%s: status %d", c.host.HostID, r.status)
+			}
+			if r.err != nil && firstErr == nil {
+				firstErr = r.err
+			}
+		case <-ctx.Done():
+			if firstErr == nil {
+				firstErr = ctx.Err()
+			}
+		}
+	}
+	return firstErr
+}
+
+// Get performs a signed GET against a host's internal listener (chatctl connections).
+func Get(ctx context.Context, client *retryablehttp.Client, signer *Signer, baseURL, path string) ([]byte, error) {
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, baseURL+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	signer.SignRequest(req.Request, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxInternalBody))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s%s: %d %s", baseURL, path, resp.StatusCode, bytes.TrimSpace(b))
+	}
+	return b, nil
+}

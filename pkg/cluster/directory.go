@@ -1,0 +1,95 @@
+package cluster
+
+import (
+	"sync"
+	"time"
+
+	"github.com/switchboard-chat/switchboard/pkg/chat"
+)
+
+// Directory is this host's view of the hosts registered in Redis, refreshed every
+// second by the Node. Asking whether a host is alive costs a map lookup, so the send
+// path never pays a Redis round trip for it. When Redis is unreachable the view keeps
+// the last known list: that is who gets the fallback deliveries.
+type Directory struct {
+	self string
+	ttl  time.Duration
+	now  func() time.Time
+
+	mu    sync.RWMutex
+	hosts map[string]chat.Host
+}
+
+// NewDirectory returns a view in which self is always alive.
+func NewDirectory(self chat.Host, ttl time.Duration) *Directory {
+	return &Directory{self: self.HostID, ttl: ttl, now: time.Now, hosts: map[string]chat.Host{self.HostID: self}}
+}
+
+// Update replaces the view with hosts as read from Redis (self is kept).
+func (d *Directory) Update(hosts []chat.Host) {
+	m := make(map[string]chat.Host, len(hosts)+1)
+	for _, h := range hosts {
+		m[h.HostID] = h
+	}
+	d.mu.Lock()
+	if _, ok := m[d.self]; !ok {
+		m[d.self] = d.hosts[d.self]
+	}
+	d.hosts = m
+	d.mu.Unlock()
+}
+
+// SetSelf records this host's own registration (after each heartbeat).
+func (d *Directory) SetSelf(h chat.Host) {
+	d.mu.Lock()
+	d.hosts[d.self] = h
+	d.mu.Unlock()
+}
+
+func (d *Directory) fresh(h chat.Host) bool {
+	return d.now().Sub(h.LastHeartbeat) < d.ttl
+}
+
+// Alive reports whether hostID's heartbeat is fresh.
+func (d *Directory) Alive(hostID string) bool {
+	if hostID == d.self {
+		return true
+	}
+	d.mu.RLock()
+	h, ok := d.hosts[hostID]
+	d.mu.RUnlock()
+	return ok && d.fresh(h)
+}
+
+// AliveInstance reports whether an entry written by instance of hostID is current: the
+// host is alive and has not restarted since (a restart has a new instance).
+func (d *Directory) AliveInstance(hostID, instance string) bool {
+	d.mu.RLock()
+	h, ok := d.hosts[hostID]
+	d.mu.RUnlock()
+	if !ok || (instance != "" && h.Instance != instance) {
+		return false
+	}
+	return hostID == d.self || d.fresh(h)
+}
+
+// Host returns a host's registration.
+func (d *Directory) Host(hostID string) (chat.Host, bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	h, ok := d.hosts[hostID]
+	return h, ok
+}
+
+// Others returns every other host whose heartbeat is fresh.
+func (d *Directory) Others() []chat.Host {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	out := make([]chat.Host, 0, len(d.hosts))
+	for id, h := range d.hosts {
+		if id != d.self && d.fresh(h) {
+			out = append(out, h)
+		}
+	}
+	return out
+}

@@ -1,0 +1,189 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchboard-chat/switchboard/pkg/chat"
+)
+
+// socketHub is what the node needs of the hub beyond delivery.
+type socketHub interface {
+	localHub
+	ExpireSessions(now time.Time)
+}
+
+// NodeConfig configures a Node.
+type NodeConfig struct {
+	Self           chat.Host
+	HeartbeatEvery time.Duration // 2 s
+	HostTTL        time.Duration // 6 s: a host whose heartbeat is older is dead
+	ClaimTimeout   time.Duration // how long start-up waits for a stale holder of our id
+}
+
+// Node is this host's membership in the cluster: it claims the host id, keeps the
+// heartbeat fresh, re-registers every socket when Redis lost them, refreshes the view
+// of live hosts, repairs missed hand-offs and expires sessions.
+type Node struct {
+	cfg      NodeConfig
+	presence chat.PresenceStore
+	dir      *Directory
+	reg      *Registry
+	hub      socketHub
+	log      *slog.Logger
+
+	registered atomic.Bool
+	lastBeat   atomic.Int64 // unix nanos of the last successful heartbeat
+}
+
+// NewNode returns a Node; call Claim, then Run.
+func NewNode(cfg NodeConfig, presence chat.PresenceStore, dir *Directory, reg *Registry, hub socketHub, log *slog.Logger) *Node {
+	if cfg.HeartbeatEvery == 0 {
+		cfg.HeartbeatEvery = 2 * time.Second
+	}
+	if cfg.HostTTL == 0 {
+		cfg.HostTTL = 6 * time.Second
+	}
+	if cfg.ClaimTimeout == 0 {
+		cfg.ClaimTimeout = cfg.HostTTL + 2*time.Second
+	}
+	return &Node{cfg: cfg, presence: presence, dir: dir, reg: reg, hub: hub, log: log}
+}
+
+// Claim registers the host id. A previous instance that died still holds it until its
+// heartbeat goes stale, so Claim waits up to ClaimTimeout; a holder whose heartbeat
+// keeps moving is another live host, and Claim fails.
+func (n *Node) Claim(ctx context.Context) error {
+	deadline := time.Now().Add(n.cfg.ClaimTimeout)
+	for {
+		err := n.beat(ctx)
+		if err == nil {
+			return nil
+		}
+		if chat.ErrorCode(err) != chat.EHostIDTaken {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("CHAT_HOST_ID %q is held by another live host", n.cfg.Self.HostID)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) beat(ctx context.Context) error {
+	h := n.cfg.Self
+	h.LastHeartbeat = time.Now().UTC()
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	fresh, err := n.presence.Heartbeat(ctx, h, n.cfg.HostTTL)
+	if err != nil {
+		return err
+	}
+	n.dir.SetSelf(h)
+	n.lastBeat.Store(time.Now().UnixNano())
+	first := !n.registered.Swap(true)
+	if (fresh && !first) || n.reg.Dirty() {
+		n.reregister(ctx)
+	}
+	return nil
+}
+
+// reregister writes every live socket of this host again: after Redis lost its data
+// or a presence write failed.
+func (n *Node) reregister(ctx context.Context) {
+	conns := n.hub.Connections()
+	if len(conns) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	for i := 0; i < len(conns); i += maxBatch {
+		end := min(i+maxBatch, len(conns))
+		if err := n.presence.AddConnections(ctx, conns[i:end]); err != nil {
+			n.reg.MarkDirty()
+			n.log.Warn("re-register presence", "n", len(conns), "err", err)
+			return
+		}
+	}
+	n.log.Info("re-registered presence", "connections", len(conns))
+}
+
+// Ready reports whether the host is registered and its heartbeat is current.
+func (n *Node) Ready() bool {
+	return n.registered.Load() && time.Since(time.Unix(0, n.lastBeat.Load())) < n.cfg.HostTTL
+}
+
+// Run keeps the node's loops going until ctx ends.
+func (n *Node) Run(ctx context.Context) {
+	beat := time.NewTicker(n.cfg.HeartbeatEvery)
+	tick := time.NewTicker(time.Second)
+	defer beat.Stop()
+	defer tick.Stop()
+	n.refresh(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-beat.C:
+			if err := n.beat(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				n.log.Warn("heartbeat", "err", err)
+			}
+		case now := <-tick.C:
+			n.hub.ExpireSessions(now)
+			n.refresh(ctx)
+			n.repair(ctx)
+		}
+	}
+}
+
+// refresh reloads the view of hosts.
+func (n *Node) refresh(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	hosts, err := n.presence.Hosts(ctx)
+	if err != nil {
+		return // keep the last known list
+	}
+	n.dir.Update(hosts)
+}
+
+// repair takes the hand-offs other hosts could not make to this one and pushes those
+// messages from the database.
+func (n *Node) repair(ctx context.Context) {
+	tctx, cancel := context.WithTimeout(ctx, time.Second)
+	todo, err := n.presence.TakeHandoffs(tctx, n.cfg.Self.HostID)
+	cancel()
+	if err != nil || len(todo) == 0 {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for threadID, seq := range todo {
+		n.hub.Repair(rctx, threadID, seq)
+	}
+	n.log.Info("repaired missed hand-offs", "threads", len(todo))
+}
+
+// Leave removes this host's presence entries and registration (drain, after the
+// sockets are closed).
+func (n *Node) Leave(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if conns := n.hub.Connections(); len(conns) > 0 {
+		if err := n.presence.RemoveConnections(ctx, conns); err != nil {
+			n.log.Warn("leave: remove presence", "err", err)
+		}
+	}
+	if err := n.presence.RemoveHost(ctx, n.cfg.Self.HostID); err != nil {
+		n.log.Warn("leave: remove host", "err", err)
+	}
+	n.registered.Store(false)
+}

@@ -1,0 +1,61 @@
+package httpapi
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/switchboard-chat/switchboard/pkg/chat"
+)
+
+type credentials struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+func (a *API) register(c *gin.Context) {
+	var req credentials
+	if err := a.decode(c, &req); err != nil {
+		_ = c.Error(err)
+		return
+	}
+	u, err := a.svc.Register(c.Request.Context(), ClientAddr(c.Request, a.cfg.TrustedProxies), req.Username, req.Password)
+	if err != nil {
+		_ = c.Error(err)
+		return
+	}
+	c.JSON(http.StatusCreated, gin.H{"user": u})
+}
+
+func (a *API) login(c *gin.Context) {
+	var req credentials
+	if err := a.decode(c, &req); err != nil {
+		_ = c.Error(err)
+		return
+	}
+	res, err := a.svc.Login(c.Request.Context(), ClientAddr(c.Request, a.cfg.TrustedProxies), req.Username, req.Password)
+	if err != nil {
+		_ = c.Error(err)
+		return
+	}
+	http.SetCookie(c.Writer, &http.Cookie{
+		Name: CookieName, Value: res.Token, Path: "/", HttpOnly: true, Secure: a.cfg.CookieSecure,
+		SameSite: http.SameSiteLaxMode, MaxAge: int(time.Until(res.Session.ExpiresAt).Seconds()), Expires: res.Session.ExpiresAt,
+	})
+	c.JSON(http.StatusOK, gin.H{"token": res.Token, "user": res.User, "expires_at": res.Session.ExpiresAt.UTC()})
+}
+
+func (a *API) logout(c *gin.Context) {
+	if err := a.svc.Logout(c.Request.Context(), session(c)); err != nil {
+		_ = c.Error(err)
+		return
+	}
+	http.SetCookie(c.Writer, &http.Cookie{Name: CookieName, Value: "", Path: "/", HttpOnly: true, Secure: a.cfg.CookieSecure, SameSite: http.SameSiteLaxMode, MaxAge: -1})
+	c.Status(http.StatusNoContent)
+}
+
+func (a *API) me(c *gin.Context) {
+	s := session(c)
+	c.JSON(http.StatusOK, gin.H{"user": chat.User{ID: s.UserID, Username: s.Username}})
+}

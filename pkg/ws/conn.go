@@ -1,0 +1,291 @@
+package ws
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/switchboard-chat/switchboard/pkg/chat"
+)
+
+// Close codes of the contract beyond those gorilla names.
+const (
+	CloseSessionEnded = 4001
+	CloseHostShutdown = websocket.CloseServiceRestart // 1012
+	CloseTooSlow      = websocket.CloseTryAgainLater  // 1013
+	closeWriteWait    = time.Second
+	writeWait         = 10 * time.Second
+)
+
+// outFrame is one queued frame. Broadcast frames are shared by every socket they go to
+// (encoded and prepared once); the queue holds pointers so an idle socket's queue costs
+// a few KiB.
+type outFrame struct {
+	pm   *websocket.PreparedMessage
+	kind string // frame type, for metrics
+}
+
+func newFrame(kind string, data []byte) *outFrame {
+	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, data)
+	if err != nil { // only fails for compression settings we never use
+		panic(err)
+	}
+	return &outFrame{pm: pm, kind: kind}
+}
+
+// Conn is one client socket: one reader goroutine (run) and one writer goroutine
+// (writeLoop), a bounded send queue, and the per-thread position that keeps live
+// messages in seq order.
+//
+// Lock order: Hub shard lock, then Conn.mu; never the other way.
+type Conn struct {
+	hub     *Hub
+	ws      *websocket.Conn
+	id      string
+	user    chat.User
+	sess    chat.Session
+	since   time.Time
+	send    chan *outFrame
+	done    chan struct{}
+	closing sync.Once
+
+	typing *rate.Limiter
+	badAt  []time.Time // times of recent bad frames, for the 1008 rule
+
+	mu sync.Mutex
+	// syncing is true from creation until catch-up has pushed everything missed; live
+	// messages meanwhile only raise pending, and catch-up fetches them in order.
+	syncing bool
+	pending map[string]int64
+	// lastSeq is, per thread, the highest seq queued to this socket in order.
+	lastSeq map[string]int64
+}
+
+// ID returns the connection id sent in `hello`.
+func (c *Conn) ID() string { return c.id }
+
+// UserID returns the id of the connection's user.
+func (c *Conn) UserID() string { return c.user.ID }
+
+// Info returns the connection's presence entry.
+func (c *Conn) Info() chat.Connection {
+	return chat.Connection{UserID: c.user.ID, HostID: c.hub.cfg.HostID, ConnID: c.id, Since: c.since, Instance: c.hub.cfg.Instance}
+}
+
+// enqueue queues a live frame without ever waiting: a socket whose queue is full is too
+// slow and is closed with 1013, so one slow reader never holds up the sender.
+func (c *Conn) enqueue(f *outFrame) bool {
+	select {
+	case c.send <- f:
+		c.hub.metrics.FramesOut.WithLabelValues(f.kind).Inc()
+		return true
+	case <-c.done:
+		return false
+	default:
+		c.hub.metrics.SlowClosed.Inc()
+		c.hub.log.Info("socket too slow, closing", "conn_id", c.id, "user_id", c.user.ID, "queued", len(c.send))
+		go c.Close(CloseTooSlow, "too slow to read")
+		return false
+	}
+}
+
+// enqueueWait queues a frame, waiting for room: catch-up pushes pages this way so a
+// large backlog flows at the client's pace instead of overflowing the queue.
+func (c *Conn) enqueueWait(ctx context.Context, f *outFrame) bool {
+	select {
+	case c.send <- f:
+		c.hub.metrics.FramesOut.WithLabelValues(f.kind).Inc()
+		return true
+	case <-c.done:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Close writes a close frame with code (1 s deadline) and ends the connection. Safe to
+// call from any goroutine, any number of times.
+func (c *Conn) Close(code int, reason string) {
+	c.closing.Do(func() {
+		close(c.done)
+		c.hub.metrics.Closes.WithLabelValues(strconv.Itoa(code)).Inc()
+		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(closeWriteWait))
+		_ = c.ws.Close()
+	})
+}
+
+// writeLoop is the only goroutine that writes data frames to the socket.
+func (c *Conn) writeLoop() {
+	ping := time.NewTicker(c.hub.cfg.PingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case f := <-c.send:
+			_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+			if err := c.ws.WritePreparedMessage(f.pm); err != nil {
+				if !errors.Is(err, websocket.ErrCloseSent) {
+					c.hub.metrics.SlowClosed.Inc()
+					c.Close(CloseTooSlow, "write failed")
+				}
+				return
+			}
+		case <-ping.C:
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+				c.Close(websocket.CloseGoingAway, "")
+				return
+			}
+		case <-c.done:
+			return
+		}
+	}
+}
+
+// readLoop reads frames until the socket fails or closes.
+func (c *Conn) readLoop(ctx context.Context) {
+	h := c.hub
+	c.ws.SetReadLimit(int64(h.cfg.FrameBytes))
+	_ = c.ws.SetReadDeadline(time.Now().Add(h.cfg.PongTimeout))
+	c.ws.SetPongHandler(func(string) error {
+		return c.ws.SetReadDeadline(time.Now().Add(h.cfg.PongTimeout))
+	})
+	for {
+		typ, data, err := c.ws.ReadMessage()
+		if err != nil {
+			switch {
+			case errors.Is(err, websocket.ErrReadLimit):
+				// gorilla has already written close 1009.
+				c.Close(websocket.CloseMessageTooBig, "frame too big")
+			default:
+				c.Close(websocket.CloseNormalClosure, "")
+			}
+			return
+		}
+		_ = c.ws.SetReadDeadline(time.Now().Add(h.cfg.PongTimeout))
+		if typ == websocket.BinaryMessage {
+			c.Close(websocket.CloseUnsupportedData, "binary frames are not supported")
+			return
+		}
+		if !utf8.Valid(data) {
+			c.Close(websocket.CloseInvalidFramePayloadData, "invalid UTF-8")
+			return
+		}
+		f, err := DecodeFrame(data)
+		if err != nil {
+			h.metrics.FramesIn.WithLabelValues("invalid").Inc()
+			var fe *FrameError
+			errors.As(err, &fe)
+			if !c.badFrame() {
+				return
+			}
+			c.sendError(fe.Ref, fe.Code, fe.Message)
+			continue
+		}
+		h.metrics.FramesIn.WithLabelValues(f.Type).Inc()
+		h.handle(ctx, c, f)
+	}
+}
+
+// badFrame counts a bad frame; more than BadFrames in BadFrameWindow closes the socket
+// with 1008 and returns false.
+func (c *Conn) badFrame() bool {
+	now := time.Now()
+	cut := now.Add(-badFrameWindow)
+	keep := c.badAt[:0]
+	for _, t := range c.badAt {
+		if t.After(cut) {
+			keep = append(keep, t)
+		}
+	}
+	c.badAt = append(keep, now)
+	if len(c.badAt) > badFrameLimit {
+		c.Close(websocket.ClosePolicyViolation, "too many bad frames")
+		return false
+	}
+	return true
+}
+
+const (
+	badFrameLimit  = 20
+	badFrameWindow = 10 * time.Second
+)
+
+func (c *Conn) sendError(ref, code, msg string) {
+	c.enqueue(&outFrame{pm: mustPrepare(encode(errorFrame{Type: "error", Ref: ref, Code: code, Message: msg})), kind: "error"})
+}
+
+func mustPrepare(b []byte) *websocket.PreparedMessage {
+	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, b)
+	if err != nil {
+		panic(err)
+	}
+	return pm
+}
+
+// deliverLive queues a live message (frame f, shared) in seq order. It returns false
+// when a gap was seen: the caller fills it from the store.
+func (c *Conn) deliverLive(m *chat.Message, f *outFrame) (gapFrom int64, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.syncing {
+		if m.Seq > c.pending[m.ThreadID] {
+			c.pending[m.ThreadID] = m.Seq
+		}
+		return 0, true
+	}
+	last, known := c.lastSeq[m.ThreadID]
+	switch {
+	case known && m.Seq <= last:
+		return 0, true // already queued: a repeat or a late copy of a filled gap
+	case !known || m.Seq == last+1:
+		c.lastSeq[m.ThreadID] = m.Seq
+		c.enqueue(f)
+		return 0, true
+	default:
+		return last, false
+	}
+}
+
+// queueInOrder queues fetched messages beyond the thread's position, in order. Used by
+// gap fills and hand-off repair; frames are encoded here because they are per socket.
+func (c *Conn) queueInOrder(threadID string, msgs []chat.Message) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.syncing {
+		if n := len(msgs); n > 0 && msgs[n-1].Seq > c.pending[threadID] {
+			c.pending[threadID] = msgs[n-1].Seq
+		}
+		return
+	}
+	last := c.lastSeq[threadID]
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Seq <= last {
+			continue
+		}
+		if m.Seq != last+1 && last != 0 {
+			break // the store is missing a seq: leave it for the next fill
+		}
+		if !c.enqueue(newFrame("message", EncodeMessage(m))) {
+			return
+		}
+		last = m.Seq
+	}
+	c.lastSeq[threadID] = last
+}
+
+// position returns the thread's position and whether it is known.
+func (c *Conn) position(threadID string) (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.syncing {
+		return 0, false
+	}
+	v, ok := c.lastSeq[threadID]
+	return v, ok
+}

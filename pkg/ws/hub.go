@@ -1,0 +1,541 @@
+// Package ws serves the WebSocket half of the contract: the /ws upgrade, one reader
+// and one writer goroutine per socket, and the Hub that indexes this host's sockets and
+// writes to them in seq order with bounded queues.
+package ws
+
+import (
+	"context"
+	"hash/fnv"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/switchboard-chat/switchboard/pkg/chat"
+	"github.com/switchboard-chat/switchboard/pkg/metrics"
+)
+
+// Registry is the presence table as the hub needs it (pkg/cluster implements it).
+type Registry interface {
+	// Register writes the connection's presence entry and returns once it is written
+	// (or failed): catch-up must not start before, or a concurrent send could miss
+	// the socket.
+	Register(ctx context.Context, c chat.Connection) error
+	// Unregister removes the entry; it may be batched.
+	Unregister(c chat.Connection)
+	// CountLive counts the user's live connections cluster-wide.
+	CountLive(ctx context.Context, userID string) (int, error)
+}
+
+// HubConfig configures a Hub; zero values get the contract's defaults.
+type HubConfig struct {
+	HostID         string
+	Instance       string
+	FrameBytes     int
+	SendQueue      int
+	SocketsPerUser int
+	TypingRate     float64
+	PingInterval   time.Duration
+	PongTimeout    time.Duration
+	// CheckOrigin decides whether a browser's Origin may open a socket.
+	CheckOrigin func(r *http.Request) bool
+	// Authenticate returns the session of the request (cookie or Bearer).
+	Authenticate func(r *http.Request) (chat.Session, error)
+}
+
+const shardCount = 64
+
+type shard struct {
+	mu    sync.RWMutex
+	users map[string]map[string]*Conn
+}
+
+// Hub indexes this host's sockets in 64 shards keyed by an FNV hash of the user id, so
+// that a delivery locks one shard, never the whole host.
+type Hub struct {
+	cfg      HubConfig
+	svc      *chat.Service
+	registry Registry
+	acks     *chat.AckBuffer
+	metrics  *metrics.Metrics
+	log      *slog.Logger
+	upgrader websocket.Upgrader
+
+	shards   [shardCount]shard
+	count    atomic.Int64
+	draining atomic.Bool
+	conns    sync.WaitGroup
+}
+
+// NewHub returns a Hub. svc serves sends, syncs and catch-up; acks buffers acks.
+func NewHub(cfg HubConfig, svc *chat.Service, registry Registry, acks *chat.AckBuffer, m *metrics.Metrics, log *slog.Logger) *Hub {
+	if cfg.FrameBytes == 0 {
+		cfg.FrameBytes = 16 << 10
+	}
+	if cfg.SendQueue == 0 {
+		cfg.SendQueue = 256
+	}
+	if cfg.SocketsPerUser == 0 {
+		cfg.SocketsPerUser = 20
+	}
+	if cfg.TypingRate == 0 {
+		cfg.TypingRate = 2
+	}
+	if cfg.PingInterval == 0 {
+		cfg.PingInterval = 25 * time.Second
+	}
+	if cfg.PongTimeout == 0 {
+		cfg.PongTimeout = 60 * time.Second
+	}
+	h := &Hub{cfg: cfg, svc: svc, registry: registry, acks: acks, metrics: m, log: log}
+	for i := range h.shards {
+		h.shards[i].users = map[string]map[string]*Conn{}
+	}
+	h.upgrader = websocket.Upgrader{
+		// Small read buffers and a shared write-buffer pool keep an idle socket cheap;
+		// frames are small JSON objects.
+		ReadBufferSize:  1024,
+		WriteBufferSize: 1024,
+		WriteBufferPool: &sync.Pool{},
+		CheckOrigin:     func(*http.Request) bool { return true }, // checked before Upgrade
+	}
+	return h
+}
+
+func (h *Hub) shardOf(userID string) *shard {
+	f := fnv.New32a()
+	_, _ = f.Write([]byte(userID))
+	return &h.shards[f.Sum32()%shardCount]
+}
+
+// Count returns the number of live sockets on this host.
+func (h *Hub) Count() int { return int(h.count.Load()) }
+
+func (h *Hub) add(c *Conn) {
+	s := h.shardOf(c.user.ID)
+	s.mu.Lock()
+	m := s.users[c.user.ID]
+	if m == nil {
+		m = map[string]*Conn{}
+		s.users[c.user.ID] = m
+	}
+	m[c.id] = c
+	s.mu.Unlock()
+	h.count.Add(1)
+	h.metrics.Connections.Inc()
+}
+
+func (h *Hub) remove(c *Conn) {
+	s := h.shardOf(c.user.ID)
+	s.mu.Lock()
+	if m := s.users[c.user.ID]; m != nil {
+		delete(m, c.id)
+		if len(m) == 0 {
+			delete(s.users, c.user.ID)
+		}
+	}
+	s.mu.Unlock()
+	h.count.Add(-1)
+	h.metrics.Connections.Dec()
+}
+
+// connsOf returns the user's sockets on this host (a copy, safe to use unlocked).
+func (h *Hub) connsOf(userID string) []*Conn {
+	s := h.shardOf(userID)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	m := s.users[userID]
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]*Conn, 0, len(m))
+	for _, c := range m {
+		out = append(out, c)
+	}
+	return out
+}
+
+// each calls fn for every socket on this host.
+func (h *Hub) each(fn func(*Conn)) {
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.RLock()
+		var cs []*Conn
+		for _, m := range s.users {
+			for _, c := range m {
+				cs = append(cs, c)
+			}
+		}
+		s.mu.RUnlock()
+		for _, c := range cs {
+			fn(c)
+		}
+	}
+}
+
+// Connections lists this host's presence entries (for re-registration and debugging).
+func (h *Hub) Connections() []chat.Connection {
+	var out []chat.Connection
+	h.each(func(c *Conn) { out = append(out, c.Info()) })
+	return out
+}
+
+// MessageFrame prepares the `message` frame of m once, for every socket it goes to.
+func MessageFrame(m *chat.Message) *outFrame { return newFrame("message", EncodeMessage(m)) }
+
+// DeliverMessage writes m to the named sockets (or every socket of each user) except
+// exceptConnID, in seq order per socket, encoding the frame once. It answers per
+// socket; gaps are filled from the store before this returns.
+func (h *Hub) DeliverMessage(ctx context.Context, m *chat.Message, recipients []chat.Recipient, exceptConnID string) []chat.DeliveryResult {
+	var f *outFrame
+	results := make([]chat.DeliveryResult, 0, len(recipients))
+	var gaps []*Conn
+	var gapFrom []int64
+	for _, r := range recipients {
+		conns := h.connsOf(r.UserID)
+		if len(r.ConnIDs) == 0 {
+			for _, c := range conns {
+				if c.id == exceptConnID {
+					continue
+				}
+				if f == nil {
+					f = MessageFrame(m)
+				}
+				if from, ok := c.deliverLive(m, f); !ok {
+					gaps, gapFrom = append(gaps, c), append(gapFrom, from)
+				}
+				results = append(results, chat.DeliveryResult{UserID: r.UserID, ConnID: c.id, Status: chat.StatusDelivered})
+			}
+			continue
+		}
+		for _, id := range r.ConnIDs {
+			var c *Conn
+			for _, x := range conns {
+				if x.id == id {
+					c = x
+					break
+				}
+			}
+			if c == nil {
+				results = append(results, chat.DeliveryResult{UserID: r.UserID, ConnID: id, Status: chat.StatusNotConnected})
+				continue
+			}
+			if c.id != exceptConnID {
+				if f == nil {
+					f = MessageFrame(m)
+				}
+				if from, ok := c.deliverLive(m, f); !ok {
+					gaps, gapFrom = append(gaps, c), append(gapFrom, from)
+				}
+			}
+			results = append(results, chat.DeliveryResult{UserID: r.UserID, ConnID: id, Status: chat.StatusDelivered})
+		}
+	}
+	for i, c := range gaps {
+		h.fill(ctx, c, m.ThreadID, gapFrom[i], m.Seq)
+	}
+	return results
+}
+
+// fill queues the thread's messages (from, upTo] to c from the store: the path taken
+// when a message overtook an earlier one between hosts, or a hand-off was missed.
+func (h *Hub) fill(ctx context.Context, c *Conn, threadID string, from, upTo int64) {
+	for from < upTo {
+		msgs, _, err := h.svc.Store.MessagesAfter(ctx, threadID, from, upTo, chat.MaxPage)
+		if err != nil {
+			h.log.Warn("fill gap", "conn_id", c.id, "thread_id", threadID, "err", err)
+			return
+		}
+		if len(msgs) == 0 {
+			return
+		}
+		c.queueInOrder(threadID, msgs)
+		from = msgs[len(msgs)-1].Seq
+	}
+}
+
+// Repair pushes a thread's messages up to seq to this host's sockets of members that
+// are behind: how a missed hand-off (recorded by another host in Redis) is made good.
+func (h *Hub) Repair(ctx context.Context, threadID string, seq int64) {
+	members, err := h.svc.Store.MemberIDs(ctx, threadID)
+	if err != nil {
+		h.log.Warn("repair: members", "thread_id", threadID, "err", err)
+		return
+	}
+	for _, uid := range members {
+		for _, c := range h.connsOf(uid) {
+			last, known := c.position(threadID)
+			if !known {
+				ms, err := h.svc.Store.Membership(ctx, threadID, uid)
+				if err != nil {
+					continue
+				}
+				last = ms.AckedSeq
+			}
+			if last < seq {
+				h.fill(ctx, c, threadID, last, seq)
+			}
+		}
+	}
+}
+
+// DeliverTyping writes a typing notice to the recipients' sockets; dropped for sockets
+// whose queue is full rather than closing them.
+func (h *Hub) DeliverTyping(threadID, userID string, recipients []chat.Recipient, exceptConnID string) []chat.DeliveryResult {
+	f := newFrame("typing", EncodeTyping(threadID, userID))
+	var results []chat.DeliveryResult
+	for _, r := range recipients {
+		for _, c := range h.connsOf(r.UserID) {
+			if c.id == exceptConnID || (len(r.ConnIDs) > 0 && !contains(r.ConnIDs, c.id)) {
+				continue
+			}
+			select {
+			case c.send <- f:
+				results = append(results, chat.DeliveryResult{UserID: r.UserID, ConnID: c.id, Status: chat.StatusDelivered})
+			default:
+			}
+		}
+	}
+	return results
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// DisconnectSession closes every socket of a session here with 4001.
+func (h *Hub) DisconnectSession(hash string) int {
+	n := 0
+	h.each(func(c *Conn) {
+		if c.sess.Hash == hash {
+			c.Close(CloseSessionEnded, "session ended")
+			n++
+		}
+	})
+	return n
+}
+
+// DisconnectUser closes every socket of a user here with 4001.
+func (h *Hub) DisconnectUser(userID string) int {
+	cs := h.connsOf(userID)
+	for _, c := range cs {
+		c.Close(CloseSessionEnded, "session ended")
+	}
+	return len(cs)
+}
+
+// ExpireSessions closes sockets whose session has expired (4001). The host calls it
+// every second, so expiry ends access within the contract's bound without asking Redis.
+func (h *Hub) ExpireSessions(now time.Time) {
+	h.each(func(c *Conn) {
+		if !c.sess.ExpiresAt.IsZero() && !now.Before(c.sess.ExpiresAt) {
+			c.Close(CloseSessionEnded, "session expired")
+		}
+	})
+}
+
+// Drain refuses new sockets and closes every socket with 1012, spread over spread
+// (with jitter) so the clients do not reconnect elsewhere as one herd; it returns when
+// every socket's goroutines are done or ctx ends.
+func (h *Hub) Drain(ctx context.Context, spread time.Duration) {
+	h.draining.Store(true)
+	var all []*Conn
+	h.each(func(c *Conn) { all = append(all, c) })
+	if len(all) > 0 {
+		step := spread / time.Duration(len(all))
+		for _, c := range all {
+			c.Close(CloseHostShutdown, "host shutting down")
+			if step > 0 {
+				select {
+				case <-time.After(time.Duration(rand.Int64N(int64(step) + 1))):
+				case <-ctx.Done():
+				}
+			}
+		}
+	}
+	done := make(chan struct{})
+	go func() { h.conns.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// Draining reports whether Drain has begun.
+func (h *Hub) Draining() bool { return h.draining.Load() }
+
+// ServeHTTP upgrades /ws: 401 without a session, 403 for a foreign Origin, 429 past
+// the per-user socket limit, 503 while draining.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.draining.Load() {
+		httpError(w, http.StatusServiceUnavailable, chat.EUnavailable, "host is shutting down")
+		return
+	}
+	if h.cfg.CheckOrigin != nil && !h.cfg.CheckOrigin(r) {
+		httpError(w, http.StatusForbidden, chat.EForbiddenOrigin, "origin not allowed")
+		return
+	}
+	sess, err := h.cfg.Authenticate(r)
+	if err != nil {
+		code := chat.ErrorCode(err)
+		status := http.StatusUnauthorized
+		if code == chat.EUnavailable {
+			status = http.StatusServiceUnavailable
+		} else {
+			code = chat.EUnauthenticated
+		}
+		httpError(w, status, code, chat.ErrorMessage(err))
+		return
+	}
+	if n, err := h.registry.CountLive(r.Context(), sess.UserID); err == nil && n >= h.cfg.SocketsPerUser {
+		httpError(w, http.StatusTooManyRequests, chat.ERateLimited, "too many open sockets for this user")
+		return
+	} else if err != nil && len(h.connsOf(sess.UserID)) >= h.cfg.SocketsPerUser {
+		httpError(w, http.StatusTooManyRequests, chat.ERateLimited, "too many open sockets for this user")
+		return
+	}
+	wsConn, err := h.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered
+	}
+	c := &Conn{
+		hub: h, ws: wsConn, id: chat.NewID(), user: chat.User{ID: sess.UserID, Username: sess.Username},
+		sess: sess, since: time.Now().UTC(), send: make(chan *outFrame, h.cfg.SendQueue), done: make(chan struct{}),
+		typing: rate.NewLimiter(rate.Limit(h.cfg.TypingRate), int(max(1, h.cfg.TypingRate))),
+		syncing: true, pending: map[string]int64{}, lastSeq: map[string]int64{},
+	}
+	h.conns.Add(1)
+	go c.writeLoop()
+	go h.run(c)
+}
+
+// run owns a socket from hello to close: it is the socket's reader goroutine.
+func (h *Hub) run(c *Conn) {
+	defer h.conns.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-c.done
+		cancel()
+	}()
+	c.enqueue(newFrame("hello", encode(helloFrame{Type: "hello", User: c.user, ConnID: c.id, HostID: h.cfg.HostID})))
+	h.add(c)
+	if h.draining.Load() { // lost a race with Drain
+		c.Close(CloseHostShutdown, "host shutting down")
+	}
+	// Presence first, then catch-up: a send that commits after our read looks us up
+	// after we registered, so every message reaches this socket one way or the other.
+	rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
+	if err := h.registry.Register(rctx, c.Info()); err != nil {
+		h.log.Warn("register presence", "conn_id", c.id, "err", err)
+	}
+	rcancel()
+	go func() {
+		h.catchUp(ctx, c)
+	}()
+	c.readLoop(ctx)
+	c.Close(websocket.CloseNormalClosure, "")
+	h.remove(c)
+	h.registry.Unregister(c.Info())
+}
+
+// catchUp pushes every message after the user's acked seq in each thread, oldest first
+// in pages, then `synced`; live messages that arrived meanwhile are fetched in order.
+func (h *Hub) catchUp(ctx context.Context, c *Conn) {
+	ms, err := h.svc.Store.Memberships(ctx, c.user.ID)
+	if err != nil {
+		h.log.Warn("catch-up memberships", "conn_id", c.id, "err", err)
+		c.sendError("", chat.EUnavailable, "catch-up failed, reconnect")
+		c.Close(websocket.CloseTryAgainLater, "catch-up failed")
+		return
+	}
+	pos := make(map[string]int64, len(ms))
+	for _, m := range ms {
+		pos[m.ThreadID] = m.AckedSeq
+		if !h.push(ctx, c, m.ThreadID, m.AckedSeq, m.LastSeq, pos) {
+			return
+		}
+	}
+	for {
+		// Leave room for what live delivery may add before `synced` goes out.
+		for len(c.send) > cap(c.send)-cap(c.send)/4 {
+			select {
+			case <-time.After(5 * time.Millisecond):
+			case <-c.done:
+				return
+			}
+		}
+		c.mu.Lock()
+		var behind map[string]int64
+		for t, s := range c.pending {
+			if s > pos[t] {
+				if behind == nil {
+					behind = map[string]int64{}
+				}
+				behind[t] = s
+			}
+		}
+		c.pending = map[string]int64{}
+		if behind == nil {
+			c.lastSeq = pos
+			c.syncing = false
+			c.pending = nil
+			c.enqueue(&outFrame{pm: mustPrepare(syncedFrame), kind: "synced"})
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		for t, s := range behind {
+			if _, known := pos[t]; !known {
+				// Joined during catch-up: start where a new member starts.
+				if m, err := h.svc.Store.Membership(ctx, t, c.user.ID); err == nil {
+					pos[t] = m.AckedSeq
+				} else {
+					pos[t] = s - 1
+				}
+			}
+			if !h.push(ctx, c, t, pos[t], s, pos) {
+				return
+			}
+		}
+	}
+}
+
+// push queues (from, upTo] of a thread in pages, waiting for queue room.
+func (h *Hub) push(ctx context.Context, c *Conn, threadID string, from, upTo int64, pos map[string]int64) bool {
+	for from < upTo {
+		msgs, _, err := h.svc.Store.MessagesAfter(ctx, threadID, from, upTo, chat.MaxPage)
+		if err != nil {
+			h.log.Warn("catch-up page", "conn_id", c.id, "thread_id", threadID, "err", err)
+			c.Close(websocket.CloseTryAgainLater, "catch-up failed")
+			return false
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		for i := range msgs {
+			if !c.enqueueWait(ctx, newFrame("message", EncodeMessage(&msgs[i]))) {
+				return false
+			}
+		}
+		from = msgs[len(msgs)-1].Seq
+		pos[threadID] = from
+	}
+	return true
+}
+
+func httpError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(encode(map[string]any{"error": map[string]string{"code": code, "message": msg}}))
+}
