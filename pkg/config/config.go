@@ -51,6 +51,7 @@ type Config struct {
 	HostTTL          time.Duration `env:"CHAT_HOST_TTL" default:"6s" help:"a host whose heartbeat is older is dead"`
 	DeliverTimeout   time.Duration `env:"CHAT_DELIVER_TIMEOUT" default:"2s" help:"total deadline of one host-to-host delivery, retries included"`
 	Pprof            bool          `env:"CHAT_PPROF" default:"false" help:"serve /debug/pprof on the internal listener (signed requests only)"`
+	BcryptCost       int           `env:"CHAT_BCRYPT_COST" default:"12" help:"bcrypt work factor; below 12 only for load tests, and logged as a warning"`
 
 	LimitLoginFailures      int           `env:"CHAT_LIMIT_LOGIN_FAILURES" default:"5" help:"failed logins per username per window"`
 	LimitLoginFailureWindow time.Duration `env:"CHAT_LIMIT_LOGIN_FAILURE_WINDOW" default:"15m" help:"window of the failed-login limit"`
@@ -337,10 +338,11 @@ func (c *Config) Validate(req Requirements) error {
 		{"CHAT_HEARTBEAT_INTERVAL", c.HeartbeatEvery > 0},
 		{"CHAT_HOST_TTL", c.HostTTL > c.HeartbeatEvery},
 		{"CHAT_DELIVER_TIMEOUT", c.DeliverTimeout > 0},
+		{"CHAT_BCRYPT_COST", c.BcryptCost >= 4 && c.BcryptCost <= 31},
 	}
 	for _, p := range positive {
 		if !p.ok {
-			return &Error{Setting: p.name, Problem: "is out of range (limits must be positive; CHAT_PONG_TIMEOUT > CHAT_PING_INTERVAL; CHAT_HOST_TTL > CHAT_HEARTBEAT_INTERVAL; frame and request limits at least 1024)"}
+			return &Error{Setting: p.name, Problem: "is out of range (limits must be positive; CHAT_PONG_TIMEOUT > CHAT_PING_INTERVAL; CHAT_HOST_TTL > CHAT_HEARTBEAT_INTERVAL; frame and request limits at least 1024; CHAT_BCRYPT_COST 4..31)"}
 		}
 	}
 	if req.Stores || req.DB {

@@ -55,10 +55,13 @@ type Host struct {
 
 // New builds a host; Start makes it listen and join the cluster.
 func New(cfg *config.Config, opts Options, log *slog.Logger) (*Host, error) {
-	if opts.Hasher == nil {
-		opts.Hasher = password.New(0)
-	}
 	log = log.With("host", cfg.HostID)
+	if opts.Hasher == nil {
+		if cfg.BcryptCost < password.DefaultCost {
+			log.Warn("CHAT_BCRYPT_COST is below the production minimum; use it for load tests only", "cost", cfg.BcryptCost)
+		}
+		opts.Hasher = password.New(cfg.BcryptCost)
+	}
 	m := metrics.New()
 	svc := chat.NewService(chat.ServiceConfig{
 		SessionTTL: cfg.SessionTTL,
