@@ -51,6 +51,7 @@ type Config struct {
 	HostTTL          time.Duration `env:"CHAT_HOST_TTL" default:"6s" help:"a host whose heartbeat is older is dead"`
 	DeliverTimeout   time.Duration `env:"CHAT_DELIVER_TIMEOUT" default:"2s" help:"total deadline of one host-to-host delivery, retries included"`
 	Pprof            bool          `env:"CHAT_PPROF" default:"false" help:"serve /debug/pprof on the internal listener (signed requests only)"`
+	DataDir          string        `env:"CHAT_DATA_DIR" default:"data" help:"chatd dev: where the embedded database file lives"`
 	BcryptCost       int           `env:"CHAT_BCRYPT_COST" default:"12" help:"bcrypt work factor; below 12 only for load tests, and logged as a warning"`
 
 	LimitLoginFailures      int           `env:"CHAT_LIMIT_LOGIN_FAILURES" default:"5" help:"failed logins per username per window"`
