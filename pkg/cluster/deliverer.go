@@ -334,11 +334,11 @@ func (d *Deliverer) DeliverMessage(ctx context.Context, msg chat.Message, recipi
 // record from Redis and pushes the message to its sockets from the database.
 func (d *Deliverer) missed(msg chat.Message, hostID string, cause error) {
 	d.metrics.Deliveries.WithLabelValues("failed").Inc()
-	d.log.Warn("deliver to host failed; recording hand-off", "host", hostID, "thread_id", msg.ThreadID, "seq", msg.Seq, "err", cause)
+	d.log.Warn("deliver to host failed; recording hand-off", "to_host", hostID, "thread_id", msg.ThreadID, "seq", msg.Seq, "err", cause)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if err := d.presence.AddHandoff(ctx, hostID, msg.ThreadID, msg.Seq); err != nil {
-		d.log.Error("record hand-off", "host", hostID, "thread_id", msg.ThreadID, "seq", msg.Seq, "err", err)
+		d.log.Error("record hand-off", "to_host", hostID, "thread_id", msg.ThreadID, "seq", msg.Seq, "err", err)
 		return
 	}
 	d.metrics.Handoffs.WithLabelValues("recorded").Inc()

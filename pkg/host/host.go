@@ -53,7 +53,7 @@ type Host struct {
 	public, internal     *http.Server
 }
 
-// New builds a host; Start makes it listen and join the cluster.
+// New builds a host and binds its listeners; Start joins the cluster, Run serves.
 func New(cfg *config.Config, opts Options, log *slog.Logger) (*Host, error) {
 	log = log.With("host", cfg.HostID)
 	if opts.Hasher == nil {
@@ -84,6 +84,20 @@ func New(cfg *config.Config, opts Options, log *slog.Logger) (*Host, error) {
 	}
 	origins := httpapi.OriginPolicy{Allowed: cfg.AllowedOrigins}
 
+	// Bind first, so that a :0 port is known before the host announces its URL.
+	internalLn, err := net.Listen("tcp", cfg.InternalAddr)
+	if err != nil {
+		return nil, fmt.Errorf("CHAT_INTERNAL_ADDR %s: %w", cfg.InternalAddr, err)
+	}
+	publicLn, err := net.Listen("tcp", cfg.PublicAddr)
+	if err != nil {
+		_ = internalLn.Close()
+		return nil, fmt.Errorf("CHAT_PUBLIC_ADDR %s: %w", cfg.PublicAddr, err)
+	}
+	if strings.HasSuffix(cfg.InternalURL, ":0") {
+		_, port, _ := net.SplitHostPort(internalLn.Addr().String())
+		cfg.InternalURL = strings.TrimSuffix(cfg.InternalURL, "0") + port
+	}
 	self := chat.Host{HostID: cfg.HostID, InternalURL: cfg.InternalURL, Instance: chat.NewID(), StartedAt: time.Now().UTC()}
 	dir := cluster.NewDirectory(self, cfg.HostTTL)
 	reg := cluster.NewRegistry(opts.Redis, dir, log)
@@ -102,7 +116,8 @@ func New(cfg *config.Config, opts Options, log *slog.Logger) (*Host, error) {
 	svc.Deliverer, svc.Hosts = deliv, dir
 	node := cluster.NewNode(cluster.NodeConfig{Self: self, HeartbeatEvery: cfg.HeartbeatEvery, HostTTL: cfg.HostTTL}, opts.Redis, dir, reg, hub, log)
 
-	h := &Host{cfg: cfg, opts: opts, log: log, Metrics: m, Service: svc, Hub: hub, node: node, reg: reg, deliv: deliv, acks: acks}
+	h := &Host{cfg: cfg, opts: opts, log: log, Metrics: m, Service: svc, Hub: hub, node: node, reg: reg, deliv: deliv, acks: acks,
+		publicLn: publicLn, internalLn: internalLn}
 	apiCfg := httpapi.Config{
 		HostID: cfg.HostID, RequestBytes: cfg.LimitRequestBytes, CookieSecure: cfg.CookieSecure, SessionTTL: cfg.SessionTTL,
 		TrustedProxies: trusted, Origins: origins, ServeAPI: cfg.HasRole("api"), Web: web.Handler(), Ready: h.ready,
@@ -138,20 +153,9 @@ func (h *Host) PublicAddr() string { return h.publicLn.Addr().String() }
 // InternalAddr returns the address the internal listener is bound to.
 func (h *Host) InternalAddr() string { return h.internalLn.Addr().String() }
 
-// Start binds both listeners and claims the host id; after it returns, Run serves.
+// Start claims the host id in the registry (the listeners are bound by New); after it
+// returns, Run serves.
 func (h *Host) Start(ctx context.Context) error {
-	var err error
-	if h.internalLn, err = net.Listen("tcp", h.cfg.InternalAddr); err != nil {
-		return fmt.Errorf("CHAT_INTERNAL_ADDR %s: %w", h.cfg.InternalAddr, err)
-	}
-	if h.publicLn, err = net.Listen("tcp", h.cfg.PublicAddr); err != nil {
-		_ = h.internalLn.Close()
-		return fmt.Errorf("CHAT_PUBLIC_ADDR %s: %w", h.cfg.PublicAddr, err)
-	}
-	if strings.HasSuffix(h.cfg.InternalURL, ":0") {
-		_, port, _ := net.SplitHostPort(h.internalLn.Addr().String())
-		h.cfg.InternalURL = strings.TrimSuffix(h.cfg.InternalURL, "0") + port
-	}
 	if err := h.node.Claim(ctx); err != nil {
 		_ = h.internalLn.Close()
 		_ = h.publicLn.Close()

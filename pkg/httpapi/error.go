@@ -63,7 +63,8 @@ func (a *API) writeError(c *gin.Context, err error) {
 	if !ok {
 		status = http.StatusInternalServerError
 	}
-	if status >= 500 {
+	if status >= 500 && c.Request.Context().Err() == nil {
+		// (A request the client abandoned is not a server failure.)
 		a.log.Error("request failed", "method", c.Request.Method, "route", c.FullPath(), "code", code, "err", err)
 	}
 	c.AbortWithStatusJSON(status, errorBody{Error: errorDetail{Code: code, Message: msg, Details: details}})

@@ -411,7 +411,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &Conn{
 		hub: h, ws: wsConn, id: chat.NewID(), user: chat.User{ID: sess.UserID, Username: sess.Username},
 		sess: sess, since: time.Now().UTC(), send: make(chan *outFrame, h.cfg.SendQueue), done: make(chan struct{}),
-		typing: rate.NewLimiter(rate.Limit(h.cfg.TypingRate), int(max(1, h.cfg.TypingRate))),
+		typing:  rate.NewLimiter(rate.Limit(h.cfg.TypingRate), int(max(1, h.cfg.TypingRate))),
 		syncing: true, pending: map[string]int64{}, lastSeq: map[string]int64{},
 	}
 	h.conns.Add(1)
