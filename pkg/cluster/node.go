@@ -125,8 +125,10 @@ func (n *Node) Ready() bool {
 func (n *Node) Run(ctx context.Context) {
 	beat := time.NewTicker(n.cfg.HeartbeatEvery)
 	tick := time.NewTicker(time.Second)
+	prune := time.NewTicker(30 * time.Second)
 	defer beat.Stop()
 	defer tick.Stop()
+	defer prune.Stop()
 	n.refresh(ctx)
 	for {
 		select {
@@ -140,7 +142,27 @@ func (n *Node) Run(ctx context.Context) {
 			n.hub.ExpireSessions(now)
 			n.refresh(ctx)
 			n.repair(ctx)
+		case <-prune.C:
+			n.prune(ctx)
 		}
+	}
+}
+
+// pruner is implemented by the Redis store: hosts that were killed never remove their
+// own registration, so every host now and then removes those dead for a minute.
+type pruner interface {
+	PruneHosts(ctx context.Context, olderThan time.Duration) ([]string, error)
+}
+
+func (n *Node) prune(ctx context.Context) {
+	p, ok := n.presence.(pruner)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if gone, err := p.PruneHosts(ctx, max(time.Minute, 10*n.cfg.HostTTL)); err == nil && len(gone) > 0 {
+		n.log.Info("pruned dead hosts", "hosts", gone)
 	}
 }
 

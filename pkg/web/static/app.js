@@ -214,6 +214,7 @@ function newThread(id) {
     syncId: null,
     typing: new Map(), // user id -> expiry (ms)
     membersCheckedAt: 0,
+    draft: '', // composer text kept while another thread is shown
   };
 }
 
@@ -701,12 +702,14 @@ function openThread(id) {
   const t = S.threads.get(id);
   if (!t) return;
   const switching = S.openId !== id;
+  if (switching) saveDraft();
   S.openId = id;
   document.body.classList.add('thread-open');
   ui.noThread.hidden = true;
   ui.threadPane.hidden = false;
   if (switching) {
-    ui.composer.value = '';
+    ui.composer.value = t.draft;
+    S.lastTypingSent = 0;
     setText(ui.typing, '');
   }
   if (isPageVisible()) t.unread = 0;
@@ -723,7 +726,14 @@ function openThread(id) {
   ui.composer.focus();
 }
 
+function saveDraft() {
+  const t = currentThread();
+  if (t) t.draft = ui.composer.value;
+}
+
 function closeThread() {
+  saveDraft();
+  ui.composer.value = '';
   const id = S.openId;
   S.openId = null;
   document.body.classList.remove('thread-open');

@@ -1,0 +1,137 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// limiterRetryAfter is how long the limiter answers from local buckets, without asking
+// Redis, after a Redis error.
+const limiterRetryAfter = time.Second
+
+// limiterWarnEvery spaces the fallback warnings.
+const limiterWarnEvery = 10 * time.Second
+
+// Allow takes n tokens from the bucket key (capacity burst, refilled at perSecond; a
+// new bucket is full) when it holds n, else takes nothing and returns false
+// and the time until n are there. The bucket lives in Redis (ratelimit.lua) so limits
+// hold across hosts. When Redis fails it answers from a per-process bucket with the
+// same parameters and returns a nil error (contract §4.5), logging a warning at most
+// every 10 s, unless Config.DisableLocalFallback is set.
+func (s *Store) Allow(ctx context.Context, key string, perSecond float64, burst int, n int) (bool, time.Duration, error) {
+	return s.bucket(ctx, key, perSecond, burst, n, true)
+}
+
+// Peek reports, like Allow, whether n tokens are there and otherwise how long until
+// they are, but never takes any or writes anything.
+func (s *Store) Peek(ctx context.Context, key string, perSecond float64, burst int, n int) (bool, time.Duration, error) {
+	return s.bucket(ctx, key, perSecond, burst, n, false)
+}
+
+func (s *Store) bucket(ctx context.Context, key string, r float64, burst, n int, take bool) (bool, time.Duration, error) {
+	if !(r > 0) || math.IsInf(r, 0) || burst <= 0 || n <= 0 {
+		return false, 0, fmt.Errorf("redis: limiter %q: rate %v, burst %d and n %d must be positive", key, r, burst, n)
+	}
+	now := s.cfg.Now()
+	if s.limiterDownUntil.Load() <= time.Now().UnixNano() {
+		takeArg := "0"
+		if take {
+			takeArg = "1"
+		}
+		res, err := s.scripts.rateLimit.Run(ctx, s.rdb, []string{s.rateLimitKey(key)},
+			r, burst, n, now.UnixMilli(), takeArg).Int64Slice()
+		if err == nil && len(res) != 2 {
+			err = fmt.Errorf("ratelimit.lua answered %d values", len(res))
+		}
+		if err == nil {
+			if s.limiterDegraded.CompareAndSwap(true, false) {
+				s.log.Info("rate limiter back on redis")
+			}
+			return res[0] == 1, time.Duration(res[1]) * time.Millisecond, nil
+		}
+		if s.cfg.DisableLocalFallback {
+			return false, 0, fmt.Errorf("rate limit %q: %w", key, err)
+		}
+		s.limiterFailed(ctx, err)
+	}
+	ok, retry := s.local.bucket(key, r, burst, n, take, now)
+	return ok, retry, nil
+}
+
+// limiterFailed notes a Redis error of the limiter: unless it was only the caller's
+// context ending, Redis is skipped for limiterRetryAfter and a warning is logged at
+// most every limiterWarnEvery.
+func (s *Store) limiterFailed(ctx context.Context, err error) {
+	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		return
+	}
+	wall := time.Now()
+	s.limiterDownUntil.Store(wall.Add(limiterRetryAfter).UnixNano())
+	s.limiterDegraded.Store(true)
+	last := s.limiterWarnedAt.Load()
+	if wall.UnixNano()-last >= int64(limiterWarnEvery) && s.limiterWarnedAt.CompareAndSwap(last, wall.UnixNano()) {
+		s.log.Warn("rate limiter cannot reach redis; limits are per host until it can", "err", err)
+	}
+}
+
+// localLimiter is the per-process fallback: token buckets (golang.org/x/time/rate) by
+// key, at most max of them. When full it first drops buckets that have refilled
+// (they read the same as absent), then arbitrary ones, down to 90%.
+type localLimiter struct {
+	mu      sync.Mutex
+	max     int
+	buckets map[string]*rate.Limiter
+}
+
+func newLocalLimiter(max int) *localLimiter {
+	return &localLimiter{max: max, buckets: make(map[string]*rate.Limiter)}
+}
+
+func (l *localLimiter) bucket(key string, r float64, burst, n int, take bool, now time.Time) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lim, ok := l.buckets[key]
+	if !ok {
+		if len(l.buckets) >= l.max {
+			l.evict(now)
+		}
+		lim = rate.NewLimiter(rate.Limit(r), burst)
+		l.buckets[key] = lim
+	} else {
+		if lim.Limit() != rate.Limit(r) {
+			lim.SetLimitAt(now, rate.Limit(r))
+		}
+		if lim.Burst() != burst {
+			lim.SetBurstAt(now, burst)
+		}
+	}
+	tokens := lim.TokensAt(now)
+	if tokens >= float64(n) {
+		if take {
+			lim.AllowN(now, n)
+		}
+		return true, 0
+	}
+	return false, time.Duration(math.Ceil((float64(n)-tokens)*1000/r)) * time.Millisecond
+}
+
+func (l *localLimiter) evict(now time.Time) {
+	for k, lim := range l.buckets {
+		if lim.TokensAt(now) >= float64(lim.Burst()) {
+			delete(l.buckets, k)
+		}
+	}
+	target := l.max * 9 / 10
+	for k := range l.buckets {
+		if len(l.buckets) <= target {
+			break
+		}
+		delete(l.buckets, k)
+	}
+}

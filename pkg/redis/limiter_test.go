@@ -1,0 +1,193 @@
+package redis_test
+
+import (
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-chat/switchboard/pkg/chat"
+	"github.com/switchboard-chat/switchboard/pkg/redis"
+)
+
+// limitStep is one limiter call after advancing the clock.
+type limitStep struct {
+	advance   time.Duration
+	peek      bool
+	n         int
+	wantOK    bool
+	wantRetry time.Duration
+}
+
+// limiterCases run on Redis, on miniredis and on the local fallback alike. The
+// bucket refills 0.5 tokens a second (one every 2 s) and holds 3.
+var limiterCases = []struct {
+	name  string
+	steps []limitStep
+}{
+	{"burst then refusal", []limitStep{
+		{n: 1, wantOK: true}, {n: 1, wantOK: true}, {n: 1, wantOK: true},
+		{n: 1, wantRetry: 2 * time.Second},
+		{n: 1, wantRetry: 2 * time.Second}, // a refusal takes nothing
+	}},
+	{"refill over time", []limitStep{
+		{n: 3, wantOK: true},
+		{advance: time.Second, n: 1, wantRetry: time.Second},
+		{advance: time.Second, n: 1, wantOK: true},
+		{n: 1, wantRetry: 2 * time.Second},
+		{advance: 500 * time.Millisecond, n: 2, wantRetry: 3500 * time.Millisecond},
+	}},
+	{"refill stops at burst", []limitStep{
+		{n: 3, wantOK: true},
+		{advance: time.Hour, n: 3, wantOK: true},
+		{n: 1, wantRetry: 2 * time.Second},
+	}},
+	{"peek does not consume", []limitStep{
+		{peek: true, n: 3, wantOK: true}, {peek: true, n: 3, wantOK: true},
+		{n: 2, wantOK: true},
+		{peek: true, n: 1, wantOK: true}, {peek: true, n: 1, wantOK: true},
+		{peek: true, n: 2, wantRetry: 2 * time.Second},
+		{n: 1, wantOK: true},
+		{peek: true, n: 1, wantRetry: 2 * time.Second},
+	}},
+	{"more than burst never fits", []limitStep{
+		{n: 4, wantRetry: 2 * time.Second},
+		{n: 3, wantOK: true},
+	}},
+}
+
+const (
+	testRate  = 0.5
+	testBurst = 3
+)
+
+func runLimitSteps(t *testing.T, s *redis.Store, clk *clock, key string, steps []limitStep) {
+	t.Helper()
+	for i, st := range steps {
+		clk.Advance(st.advance)
+		call := s.Allow
+		if st.peek {
+			call = s.Peek
+		}
+		ok, retry, err := call(t.Context(), key, testRate, testBurst, st.n)
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if ok != st.wantOK || retry != st.wantRetry {
+			t.Fatalf("step %d (%+v): ok %v retry %v; want ok %v retry %v", i, st, ok, retry, st.wantOK, st.wantRetry)
+		}
+	}
+}
+
+func TestLimiter(t *testing.T) {
+	t.Parallel()
+	for _, tt := range limiterCases {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			forEachBackend(t, func(t *testing.T, e env) {
+				runLimitSteps(t, e.Store, e.Clock, "send:u1", tt.steps)
+				// Another key is another bucket.
+				runLimitSteps(t, e.Store, e.Clock, "send:u2", tt.steps[:1])
+			})
+		})
+	}
+}
+
+func TestLimiterKey(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, e env) {
+		if ok, _, err := e.Store.Peek(t.Context(), "auth:1.2.3.4", testRate, testBurst, 1); err != nil || !ok {
+			t.Fatalf("peek: %v, %v", ok, err)
+		}
+		if n, _ := e.Client.Exists(t.Context(), e.Prefix+"ratelimit:auth:1.2.3.4").Result(); n != 0 {
+			t.Fatal("peek wrote the bucket")
+		}
+		if ok, _, err := e.Store.Allow(t.Context(), "auth:1.2.3.4", testRate, testBurst, 1); err != nil || !ok {
+			t.Fatalf("allow: %v, %v", ok, err)
+		}
+		key := e.Prefix + "ratelimit:auth:1.2.3.4"
+		ttl, err := e.Client.PTTL(t.Context(), key).Result()
+		if full := time.Duration(testBurst/testRate) * time.Second; err != nil || ttl <= 0 || ttl > full {
+			t.Fatalf("ttl %v, %v; want (0, %v]", ttl, err, full)
+		}
+		state, err := e.Client.HGetAll(t.Context(), key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprint(epoch.UnixMilli()); state["tokens"] != "2" || state["ts_ms"] != want {
+			t.Fatalf("state %v, want tokens 2, ts_ms %s", state, want)
+		}
+		for _, bad := range []struct {
+			rate     float64
+			burst, n int
+		}{{0, 1, 1}, {1, 0, 1}, {1, 1, 0}} {
+			if _, _, err := e.Store.Allow(t.Context(), "k", bad.rate, bad.burst, bad.n); err == nil {
+				t.Fatalf("no error for %+v", bad)
+			}
+		}
+	})
+}
+
+// downStore is a store whose client points at a closed port.
+func downStore(t *testing.T, cfg redis.Config) (*redis.Store, *clock, *atomic.Int64) {
+	client := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: time.Second})
+	t.Cleanup(func() { _ = client.Close() })
+	clk := newClock()
+	cfg.Now = clk.Now
+	warns := new(atomic.Int64)
+	log := slog.New(countingHandler{Handler: testLogger(t).Handler(), warns: warns})
+	return redis.New(client, cfg, log), clk, warns
+}
+
+func TestLimiterFallback(t *testing.T) {
+	t.Parallel()
+	for _, tt := range limiterCases {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, clk, warns := downStore(t, redis.Config{})
+			runLimitSteps(t, s, clk, "send:u1", tt.steps)
+			runLimitSteps(t, s, clk, "send:u2", tt.steps[:1])
+			if n := warns.Load(); n != 1 {
+				t.Fatalf("%d warnings, want 1", n)
+			}
+		})
+	}
+
+	t.Run("one warning for many calls", func(t *testing.T) {
+		t.Parallel()
+		s, _, warns := downStore(t, redis.Config{})
+		for i := range 1000 {
+			if _, _, err := s.Allow(t.Context(), fmt.Sprint("k", i%10), 20, 40, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := warns.Load(); n != 1 {
+			t.Fatalf("%d warnings, want 1", n)
+		}
+	})
+
+	t.Run("bounded", func(t *testing.T) {
+		t.Parallel()
+		s, _, _ := downStore(t, redis.Config{LocalMaxKeys: 100})
+		for i := range 1000 {
+			if _, _, err := s.Allow(t.Context(), fmt.Sprint("k", i), 1, 5, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := s.LocalBuckets(); n > 100 {
+			t.Fatalf("%d local buckets, want at most 100", n)
+		}
+	})
+
+	t.Run("disabled", func(t *testing.T) {
+		t.Parallel()
+		s, _, _ := downStore(t, redis.Config{DisableLocalFallback: true})
+		_, _, err := s.Allow(t.Context(), "k", 1, 1, 1)
+		if err == nil || chat.AsError(err) != nil {
+			t.Fatalf("got %v, want a plain error", err)
+		}
+	})
+}

@@ -1,0 +1,220 @@
+package redis
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-chat/switchboard/pkg/chat"
+)
+
+// entry is a presence hash value; the user id is in the key.
+type entry struct {
+	HostID   string    `json:"host_id"`
+	ConnID   string    `json:"conn_id"`
+	Since    time.Time `json:"since"`
+	Instance string    `json:"instance,omitempty"`
+}
+
+// byUser groups conns by user id, keeping the users in first-seen order.
+func byUser(conns []chat.Connection) ([]string, map[string][]chat.Connection) {
+	var users []string
+	m := make(map[string][]chat.Connection)
+	for _, c := range conns {
+		if _, ok := m[c.UserID]; !ok {
+			users = append(users, c.UserID)
+		}
+		m[c.UserID] = append(m[c.UserID], c)
+	}
+	return users, m
+}
+
+func validConns(conns []chat.Connection) error {
+	for _, c := range conns {
+		if c.UserID == "" || c.ConnID == "" || c.HostID == "" {
+			return fmt.Errorf("redis: presence entry needs user, host and conn id (got %q, %q, %q)", c.UserID, c.HostID, c.ConnID)
+		}
+	}
+	return nil
+}
+
+// AddConnections registers conns (a zero Since becomes now) and publishes a connect
+// event for each, in one pipeline per thousand commands: one round trip for a socket
+// open, a few for a host re-registering everything after Redis lost its data. Adding
+// an existing conn id overwrites it.
+func (s *Store) AddConnections(ctx context.Context, conns []chat.Connection) error {
+	if len(conns) == 0 {
+		return nil
+	}
+	if err := validConns(conns); err != nil {
+		return err
+	}
+	now := s.cfg.Now().UTC()
+	users, groups := byUser(conns)
+	pipe := s.rdb.Pipeline()
+	for _, u := range users {
+		cs := groups[u]
+		fields := make([]any, 0, 2*len(cs))
+		for _, c := range cs {
+			since := c.Since
+			if since.IsZero() {
+				since = now
+			}
+			val, err := json.Marshal(entry{HostID: c.HostID, ConnID: c.ConnID, Since: since.UTC(), Instance: c.Instance})
+			if err != nil {
+				return fmt.Errorf("encode presence entry: %w", err)
+			}
+			fields = append(fields, c.ConnID, val)
+			if err := s.queueEvent(ctx, pipe, Event{Type: EventConnect, HostID: c.HostID, UserID: u, ConnID: c.ConnID, At: now}); err != nil {
+				return err
+			}
+		}
+		pipe.HSet(ctx, s.presenceKey(u), fields...)
+		if pipe.Len() >= maxPipeline {
+			if err := s.execPipeline(ctx, pipe, nil); err != nil {
+				return fmt.Errorf("add presence entries: %w", err)
+			}
+		}
+	}
+	if pipe.Len() > 0 {
+		if err := s.execPipeline(ctx, pipe, nil); err != nil {
+			return fmt.Errorf("add presence entries: %w", err)
+		}
+	}
+	return nil
+}
+
+// RemoveConnections deletes conns and publishes a disconnect event for each. For a
+// user left with no entry it records last seen (now) for LastSeenTTL, atomically with
+// the delete (presence_remove.lua), so a user who reconnected meanwhile is never
+// marked gone. Removing a missing entry is not an error. One pipeline per thousand
+// commands.
+func (s *Store) RemoveConnections(ctx context.Context, conns []chat.Connection) error {
+	if len(conns) == 0 {
+		return nil
+	}
+	if err := validConns(conns); err != nil {
+		return err
+	}
+	now := s.cfg.Now().UTC()
+	nowText := now.Format(time.RFC3339Nano)
+	ttl := strconv.Itoa(int(LastSeenTTL / time.Second))
+	users, groups := byUser(conns)
+	pipe := s.rdb.Pipeline()
+	var evals []pipedEval
+	flush := func() error {
+		err := s.execPipeline(ctx, pipe, evals)
+		evals = evals[:0]
+		if err != nil {
+			return fmt.Errorf("remove presence entries: %w", err)
+		}
+		return nil
+	}
+	for _, u := range users {
+		cs := groups[u]
+		args := make([]any, 0, 2+len(cs))
+		args = append(args, nowText, ttl)
+		for _, c := range cs {
+			args = append(args, c.ConnID)
+			if err := s.queueEvent(ctx, pipe, Event{Type: EventDisconnect, HostID: c.HostID, UserID: u, ConnID: c.ConnID, At: now}); err != nil {
+				return err
+			}
+		}
+		e := pipedEval{script: s.scripts.presenceRemove, keys: []string{s.presenceKey(u), s.lastSeenKey(u)}, args: args}
+		e.cmd = e.script.EvalSha(ctx, pipe, e.keys, e.args...)
+		evals = append(evals, e)
+		if pipe.Len() >= maxPipeline {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if pipe.Len() > 0 {
+		return flush()
+	}
+	return nil
+}
+
+// Lookup returns the entries of every user in userIDs, in one round trip (a pipeline
+// of HGETALL; on Redis Cluster go-redis sends one per node, in parallel). Users with
+// no entry are absent from the map; each user's entries are ordered by Since, then
+// ConnID. Undecodable entries are skipped. Entries are raw: the caller decides which
+// hosts are alive.
+func (s *Store) Lookup(ctx context.Context, userIDs []string) (map[string][]chat.Connection, error) {
+	out := make(map[string][]chat.Connection, len(userIDs))
+	if len(userIDs) == 0 {
+		return out, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*goredis.MapStringStringCmd, len(userIDs))
+	for i, u := range userIDs {
+		cmds[i] = pipe.HGetAll(ctx, s.presenceKey(u))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("look up presence of %d users: %w", len(userIDs), err)
+	}
+	for i, u := range userIDs {
+		fields := cmds[i].Val()
+		if len(fields) == 0 {
+			continue
+		}
+		if _, dup := out[u]; dup {
+			continue
+		}
+		conns := make([]chat.Connection, 0, len(fields))
+		for connID, val := range fields {
+			var e entry
+			if err := json.Unmarshal([]byte(val), &e); err != nil {
+				s.log.Debug("skip undecodable presence entry", "user", u, "conn", connID, "err", err)
+				continue
+			}
+			conns = append(conns, chat.Connection{UserID: u, HostID: e.HostID, ConnID: connID, Since: e.Since, Instance: e.Instance})
+		}
+		if len(conns) == 0 {
+			continue
+		}
+		slices.SortFunc(conns, func(a, b chat.Connection) int {
+			return cmp.Or(a.Since.Compare(b.Since), cmp.Compare(a.ConnID, b.ConnID))
+		})
+		out[u] = conns
+	}
+	return out, nil
+}
+
+// LastSeen returns when each user's last connection closed, for the users where that
+// is known (recorded in the last LastSeenTTL). One pipeline of GETs, since MGET cannot
+// span Cluster slots.
+func (s *Store) LastSeen(ctx context.Context, userIDs []string) (map[string]time.Time, error) {
+	out := make(map[string]time.Time)
+	if len(userIDs) == 0 {
+		return out, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*goredis.StringCmd, len(userIDs))
+	for i, u := range userIDs {
+		cmds[i] = pipe.Get(ctx, s.lastSeenKey(u))
+	}
+	_, _ = pipe.Exec(ctx) // errors are read per command: goredis.Nil is no error here
+	for i, u := range userIDs {
+		val, err := cmds[i].Result()
+		if errors.Is(err, goredis.Nil) {
+			continue // never seen, or long ago
+		} else if err != nil {
+			return nil, fmt.Errorf("read last seen of %d users: %w", len(userIDs), err)
+		}
+		t, err := time.Parse(time.RFC3339Nano, val)
+		if err != nil {
+			s.log.Debug("skip undecodable last seen", "user", u, "err", err)
+			continue
+		}
+		out[u] = t.UTC()
+	}
+	return out, nil
+}
