@@ -30,10 +30,21 @@ func errNotMember() error {
 // first message may be in another thread. Members are the thread's member ids, read
 // under the lock, in no particular order. Returns chat.ENotMember when the sender is
 // not a member, also when the thread does not exist.
+//
+// On PostgreSQL concurrent calls are stored together (group commit, see committer);
+// each still returns only after the commit that made its message durable.
 func (d *DB) CreateMessage(ctx context.Context, m chat.NewMessage) (chat.Stored, error) {
 	if !chat.ValidID(m.ThreadID) || !chat.ValidID(m.SenderID) {
 		return chat.Stored{}, errNotMember()
 	}
+	if d.committer != nil {
+		return d.committer.submit(ctx, m)
+	}
+	return d.createMessage(ctx, m)
+}
+
+// createMessage stores one message in its own transaction.
+func (d *DB) createMessage(ctx context.Context, m chat.NewMessage) (chat.Stored, error) {
 	var st chat.Stored
 	err := d.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var err error

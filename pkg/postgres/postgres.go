@@ -44,6 +44,12 @@ type Config struct {
 	ConnMaxLifetime time.Duration
 	// ConnMaxIdleTime closes connections idle this long (default 5m).
 	ConnMaxIdleTime time.Duration
+	// DisableGroupCommit stores every message in its own transaction. By default
+	// PostgreSQL stores concurrent senders' messages together (Committers transactions
+	// at once, up to MaxBatch messages each); SQLite never does.
+	DisableGroupCommit bool
+	Committers         int // default 4
+	MaxBatch           int // default 64
 	// Now is the clock for created_at, joined_at and last_activity_at (default
 	// time.Now); tests fix it.
 	Now func() time.Time
@@ -65,6 +71,12 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Committers <= 0 {
+		c.Committers = 4
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 64
+	}
 }
 
 const (
@@ -79,6 +91,8 @@ type DB struct {
 	dialect string
 	now     func() time.Time
 	log     *slog.Logger
+	// committer batches CreateMessage on PostgreSQL (nil: one transaction each).
+	committer *committer
 }
 
 var (
@@ -130,6 +144,9 @@ func Open(ctx context.Context, dial gorm.Dialector, cfg Config, log *slog.Logger
 		_ = sqlDB.Close()
 		return nil, err
 	}
+	if dialect == dialectPostgres && !cfg.DisableGroupCommit {
+		d.committer = newCommitter(d, cfg.Committers, cfg.MaxBatch, log)
+	}
 	log.Debug("database open", "dialect", dialect)
 	return d, nil
 }
@@ -166,6 +183,9 @@ func OpenSQLite(ctx context.Context, path string, cfg Config, log *slog.Logger) 
 
 // Close releases the connection pool. Calls in flight fail; the DB is not usable after.
 func (d *DB) Close() error {
+	if d.committer != nil {
+		d.committer.stop()
+	}
 	return d.sqlDB.Close()
 }
 

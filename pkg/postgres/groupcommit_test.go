@@ -1,0 +1,154 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/switchboard-chat/switchboard/pkg/chat"
+	"github.com/switchboard-chat/switchboard/pkg/dbtest"
+	"github.com/switchboard-chat/switchboard/pkg/postgres"
+)
+
+// TestGroupCommitMixedBatch floods the committers with concurrent sends to several
+// threads, including repeats of one client_msg_id and senders who are not members,
+// and checks what each sender was told against what the table holds: every thread's
+// seqs are 1..n without gap, a repeat answers the first message, a non-member gets
+// not_member and stores nothing.
+func TestGroupCommitMixedBatch(t *testing.T) {
+	t.Parallel()
+	db := openPostgres(t)
+	ctx := context.Background()
+	var members []chat.User
+	for i := 0; i < 6; i++ {
+		members = append(members, mustUser(t, db, fmt.Sprintf("gc%d", i)))
+	}
+	outsider := mustUser(t, db, "gcout")
+	var threads []chat.Thread
+	for i := 0; i < 4; i++ {
+		threads = append(threads, mustThread(t, db, "t"+strconv.Itoa(i), members[0], members[1:]...))
+	}
+	type outcome struct {
+		st  chat.Stored
+		err error
+	}
+	var (
+		mu   sync.Mutex
+		outs = map[string][]outcome{} // client_msg_id -> every answer
+		wg   sync.WaitGroup
+	)
+	send := func(th chat.Thread, u chat.User, cmid string) {
+		defer wg.Done()
+		st, err := db.CreateMessage(ctx, chat.NewMessage{ThreadID: th.ID, SenderID: u.ID, ClientMsgID: cmid, Body: "b " + cmid})
+		mu.Lock()
+		outs[u.ID+"/"+cmid] = append(outs[u.ID+"/"+cmid], outcome{st, err})
+		mu.Unlock()
+	}
+	for i := 0; i < 400; i++ {
+		th := threads[i%len(threads)]
+		u := members[i%len(members)]
+		cmid := "m" + strconv.Itoa(i)
+		wg.Add(1)
+		go send(th, u, cmid)
+		if i%10 == 0 { // a concurrent repeat
+			wg.Add(1)
+			go send(th, u, cmid)
+		}
+		if i%25 == 0 {
+			wg.Add(1)
+			go send(th, outsider, "x"+cmid)
+		}
+	}
+	wg.Wait()
+
+	created := 0
+	for key, os := range outs {
+		var id string
+		for _, o := range os {
+			if o.err != nil {
+				if chat.ErrorCode(o.err) != chat.ENotMember || key[:len(outsider.ID)] != outsider.ID {
+					t.Fatalf("%s: unexpected error %v", key, o.err)
+				}
+				continue
+			}
+			if o.st.Created {
+				created++
+			}
+			if id == "" {
+				id = o.st.Message.ID
+			} else if id != o.st.Message.ID {
+				t.Fatalf("%s: repeat answered another message (%s vs %s)", key, id, o.st.Message.ID)
+			}
+		}
+	}
+	if created != 400 {
+		t.Fatalf("created %d messages, want 400 (one per client_msg_id)", created)
+	}
+	total := 0
+	for _, th := range threads {
+		msgs, more, err := db.MessagesAfter(ctx, th.ID, 0, 0, 200)
+		if err != nil || more {
+			t.Fatalf("read back: %v more=%v", err, more)
+		}
+		for i, m := range msgs {
+			if m.Seq != int64(i+1) {
+				t.Fatalf("thread %s: seq %d at position %d: gap or duplicate", th.Name, m.Seq, i)
+			}
+			if m.SenderID == outsider.ID {
+				t.Fatalf("a non-member's message was stored")
+			}
+		}
+		got, err := db.ThreadForMember(ctx, th.ID, members[0].ID)
+		if err != nil || got.LastSeq != int64(len(msgs)) {
+			t.Fatalf("thread last_seq %d, messages %d (%v)", got.LastSeq, len(msgs), err)
+		}
+		total += len(msgs)
+	}
+	if total != 400 {
+		t.Fatalf("table holds %d messages, want 400", total)
+	}
+}
+
+// BenchmarkGroupCommit compares many concurrent senders (one host with many sockets)
+// with and without group commit.
+func BenchmarkGroupCommit(b *testing.B) {
+	for _, mode := range []struct {
+		name string
+		cfg  postgres.Config
+	}{{"grouped", postgres.Config{}}, {"per-message", postgres.Config{DisableGroupCommit: true}}} {
+		b.Run(mode.name, func(b *testing.B) {
+			db, err := postgres.OpenURL(context.Background(), dbtest.NewDatabaseURL(b), mode.cfg, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			ctx := context.Background()
+			type seat struct {
+				th chat.Thread
+				me chat.User
+			}
+			seats := make([]seat, 64)
+			for i := range seats {
+				a := mustUser(b, db, fmt.Sprintf("a%d", i))
+				o := mustUser(b, db, fmt.Sprintf("o%d", i))
+				seats[i] = seat{mustThread(b, db, "t", a, o), a}
+			}
+			var next, n atomic.Int64
+			b.ReportAllocs()
+			b.SetParallelism(16)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				s := seats[(next.Add(1)-1)%int64(len(seats))]
+				for pb.Next() {
+					if _, err := db.CreateMessage(ctx, chat.NewMessage{ThreadID: s.th.ID, SenderID: s.me.ID,
+						ClientMsgID: strconv.FormatInt(n.Add(1), 10), Body: "hello there"}); err != nil {
+						b.Error(err)
+					}
+				}
+			})
+		})
+	}
+}
