@@ -13,7 +13,7 @@ import (
 const (
 	EInvalid            = "invalid_request"
 	EUnauthenticated    = "unauthenticated"
-	EInvalidCredentials = "invalid_credentials"
+	EInvalidCredentials = "invalid_credentials" //nolint:gosec // an error code, not a credential
 	EForbidden          = "forbidden"
 	EForbiddenOrigin    = "forbidden_origin"
 	ENotFound           = "not_found"

@@ -16,19 +16,24 @@ const (
 )
 
 // NormalizeUsername folds upper case to lower case and checks the result against the
-// contract's alphabet, so "Alice" and "alice" are one user everywhere.
+// contract's alphabet, so "Alice" and "alice" are one user everywhere. Only ASCII A-Z
+// is folded: Unicode case mapping would turn look-alikes such as the Kelvin sign
+// (U+212A) or a dotted capital I (U+0130) into "k" and "i", so they are refused instead.
 func NormalizeUsername(s string) (string, error) {
-	u := strings.ToLower(s)
-	if len(u) < MinUsernameLen || len(u) > MaxUsernameLen {
+	if len(s) < MinUsernameLen || len(s) > MaxUsernameLen {
 		return "", Errorf(EInvalid, "username must be %d to %d characters", MinUsernameLen, MaxUsernameLen)
 	}
-	for i := 0; i < len(u); i++ {
-		c := u[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+	u := []byte(s)
+	for i, c := range u {
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+			u[i] = c
+		}
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' && c != '.' && c != '-' {
 			return "", Errorf(EInvalid, "username may only contain a-z, 0-9, '_', '.' and '-'")
 		}
 	}
-	return u, nil
+	return string(u), nil
 }
 
 // ValidatePassword checks the byte length of a password.

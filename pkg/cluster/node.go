@@ -38,6 +38,8 @@ type Node struct {
 
 	registered atomic.Bool
 	lastBeat   atomic.Int64 // unix nanos of the last successful heartbeat
+	// left is set by Leave: no heartbeat may register the host again while it drains.
+	left atomic.Bool
 }
 
 // NewNode returns a Node; call Claim, then Run.
@@ -135,6 +137,9 @@ func (n *Node) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-beat.C:
+			if n.left.Load() {
+				continue
+			}
 			if err := n.beat(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				n.log.Warn("heartbeat", "err", err)
 			}
@@ -197,6 +202,7 @@ func (n *Node) repair(ctx context.Context) {
 // Leave removes this host's presence entries and registration (drain, after the
 // sockets are closed).
 func (n *Node) Leave(ctx context.Context) {
+	n.left.Store(true)
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if conns := n.hub.Connections(); len(conns) > 0 {

@@ -36,7 +36,8 @@ type backend struct {
 
 // NewFrontDoor listens on addr; SetBackends and Serve follow.
 func NewFrontDoor(addr string, log *slog.Logger) (*FrontDoor, error) {
-	ln, err := net.Listen("tcp", addr)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -57,9 +58,12 @@ func (f *FrontDoor) SetBackends(addrs []string) {
 		b.up.Store(true)
 		b.proxy = &httputil.ReverseProxy{
 			// The Host header is kept, so a host sees the front door's origin as
-			// its own; X-Forwarded-For is appended by ReverseProxy.
-			Director: func(r *http.Request) {
-				r.URL.Scheme, r.URL.Host = target.Scheme, target.Host
+			// its own. The front door is the edge: X-Forwarded-For is set to the
+			// client's address, replacing whatever the client claimed.
+			Rewrite: func(r *httputil.ProxyRequest) {
+				r.SetURL(target)
+				r.Out.Host = r.In.Host
+				r.SetXForwarded()
 			},
 			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 				b.up.Store(false)
@@ -107,7 +111,8 @@ func (f *FrontDoor) check(stop chan struct{}) {
 		bs := f.backends
 		f.mu.RUnlock()
 		for _, b := range bs {
-			resp, err := client.Get("http://" + b.addr + "/readyz")
+			req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://"+b.addr+"/readyz", nil)
+			resp, err := client.Do(req)
 			ok := err == nil && resp.StatusCode == http.StatusOK
 			if err == nil {
 				_ = resp.Body.Close()

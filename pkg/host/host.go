@@ -85,11 +85,12 @@ func New(cfg *config.Config, opts Options, log *slog.Logger) (*Host, error) {
 	origins := httpapi.OriginPolicy{Allowed: cfg.AllowedOrigins}
 
 	// Bind first, so that a :0 port is known before the host announces its URL.
-	internalLn, err := net.Listen("tcp", cfg.InternalAddr)
+	var lc net.ListenConfig
+	internalLn, err := lc.Listen(context.Background(), "tcp", cfg.InternalAddr)
 	if err != nil {
 		return nil, fmt.Errorf("CHAT_INTERNAL_ADDR %s: %w", cfg.InternalAddr, err)
 	}
-	publicLn, err := net.Listen("tcp", cfg.PublicAddr)
+	publicLn, err := lc.Listen(context.Background(), "tcp", cfg.PublicAddr)
 	if err != nil {
 		_ = internalLn.Close()
 		return nil, fmt.Errorf("CHAT_PUBLIC_ADDR %s: %w", cfg.PublicAddr, err)

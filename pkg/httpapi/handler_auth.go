@@ -39,7 +39,8 @@ func (a *API) login(c *gin.Context) {
 		_ = c.Error(err)
 		return
 	}
-	http.SetCookie(c.Writer, &http.Cookie{
+	// Secure follows CHAT_COOKIE_SECURE: chatd dev and local clusters serve plain HTTP.
+	http.SetCookie(c.Writer, &http.Cookie{ //nolint:gosec // HttpOnly and SameSite are always set
 		Name: CookieName, Value: res.Token, Path: "/", HttpOnly: true, Secure: a.cfg.CookieSecure,
 		SameSite: http.SameSiteLaxMode, MaxAge: int(time.Until(res.Session.ExpiresAt).Seconds()), Expires: res.Session.ExpiresAt,
 	})
@@ -51,7 +52,8 @@ func (a *API) logout(c *gin.Context) {
 		_ = c.Error(err)
 		return
 	}
-	http.SetCookie(c.Writer, &http.Cookie{Name: CookieName, Value: "", Path: "/", HttpOnly: true, Secure: a.cfg.CookieSecure, SameSite: http.SameSiteLaxMode, MaxAge: -1})
+	// Clears the cookie, with the same flags as login.
+	http.SetCookie(c.Writer, &http.Cookie{Name: CookieName, Value: "", Path: "/", HttpOnly: true, Secure: a.cfg.CookieSecure, SameSite: http.SameSiteLaxMode, MaxAge: -1}) //nolint:gosec // Secure follows CHAT_COOKIE_SECURE
 	c.Status(http.StatusNoContent)
 }
 

@@ -61,6 +61,9 @@ func New(cfg Config, svc *chat.Service, m *metrics.Metrics, log *slog.Logger) ht
 	a := &API{cfg: cfg, svc: svc, metrics: m, log: log}
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
+	// No 301/307 to the path without its trailing slash: /api/v1/me/ is an unknown
+	// route and answers 404 not_found in the contract's shape, not an HTML redirect.
+	r.RedirectTrailingSlash = false
 	r.ContextWithFallback = true
 	r.Use(a.observe, gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, err any) {
 		a.log.Error("panic", "route", c.FullPath(), "err", err)
@@ -80,6 +83,9 @@ func New(cfg Config, svc *chat.Service, m *metrics.Metrics, log *slog.Logger) ht
 
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok", "host_id": cfg.HostID}) })
 	r.GET("/readyz", a.readyz)
+	// Some load balancers health-check with HEAD.
+	r.HEAD("/healthz", func(c *gin.Context) { c.Status(http.StatusOK) })
+	r.HEAD("/readyz", a.readyz)
 	r.GET("/metrics", gin.WrapH(m.Handler()))
 	if cfg.WS != nil {
 		r.GET("/ws", gin.WrapH(cfg.WS))

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -66,10 +67,27 @@ func (c *committer) submit(ctx context.Context, m chat.NewMessage) (chat.Stored,
 	case c.in <- r:
 	case <-ctx.Done():
 		return chat.Stored{}, ctx.Err()
+	case <-c.close:
+		return chat.Stored{}, errCommitterClosed
 	}
-	res := <-r.done
-	return res.st, res.err
+	select {
+	case res := <-r.done:
+		return res.st, res.err
+	case <-c.close:
+		// The committers finish the batch they hold and exit; a request still queued
+		// would never be answered, so wait for them and then look.
+		c.wg.Wait()
+		select {
+		case res := <-r.done:
+			return res.st, res.err
+		default:
+			return chat.Stored{}, errCommitterClosed
+		}
+	}
 }
+
+// errCommitterClosed answers a send made after (or queued at) Close.
+var errCommitterClosed = errors.New("postgres: the store is closed")
 
 func (c *committer) run() {
 	defer c.wg.Done()

@@ -89,7 +89,7 @@ func (s *Store) Hosts(ctx context.Context) ([]chat.Host, error) {
 			s.log.Warn("skip undecodable host registration", "host", id, "err", err)
 			continue
 		}
-		hv.Host.HostID = id
+		hv.HostID = id
 		hosts = append(hosts, hv.Host)
 	}
 	slices.SortFunc(hosts, func(a, b chat.Host) int { return strings.Compare(a.HostID, b.HostID) })

@@ -357,7 +357,7 @@ func (h *Hub) Drain(ctx context.Context, spread time.Duration) {
 			c.Close(CloseHostShutdown, "host shutting down")
 			if step > 0 {
 				select {
-				case <-time.After(time.Duration(rand.Int64N(int64(step) + 1))):
+				case <-time.After(time.Duration(rand.Int64N(int64(step) + 1))): //nolint:gosec // jitter, not a secret
 				case <-ctx.Done():
 				}
 			}
@@ -416,7 +416,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.conns.Add(1)
 	go c.writeLoop()
-	go h.run(c)
+	go h.run(c) //nolint:gosec // the socket outlives the upgrade request; run owns its own context
 }
 
 // run owns a socket from hello to close: it is the socket's reader goroutine.
