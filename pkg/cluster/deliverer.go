@@ -214,24 +214,39 @@ type deliverAnswer struct {
 // list gets every recipient with no connection ids.
 func (d *Deliverer) route(ctx context.Context, recipients []string) (map[string][]chat.Recipient, []chat.Connection) {
 	groups := map[string][]chat.Recipient{}
-	entries, err := d.presence.Lookup(ctx, recipients)
+	// The lookup gets a slice of the deadline, not all of it: with Redis down, the
+	// client's dial retries would otherwise use up the time the fallback needs.
+	lctx, lcancel := context.WithTimeout(ctx, min(500*time.Millisecond, d.cfg.Timeout/4))
+	entries, err := d.presence.Lookup(lctx, recipients)
+	lcancel()
 	if err != nil {
 		d.log.Warn("presence lookup failed; delivering to every known host", "err", err)
 		all := make([]chat.Recipient, len(recipients))
 		for i, u := range recipients {
 			all[i] = chat.Recipient{UserID: u}
 		}
-		for _, h := range d.dir.Others() {
+		for _, h := range d.dir.Known() {
 			groups[h.HostID] = all
 		}
 		return groups, nil
 	}
 	var stale []chat.Connection
+	reloaded := false
 	for _, uid := range recipients {
 		var perHost map[string]int // host -> index in groups[host]
 		for _, c := range entries[uid] {
 			if c.HostID == d.cfg.HostID {
 				continue
+			}
+			if !d.dir.AliveInstance(c.HostID, c.Instance) && !reloaded {
+				// The view is up to a second old: a host that joined or restarted since
+				// is missing from it or has a newer instance. Reload it once before
+				// calling an entry stale, or a live socket's entry would be deleted and
+				// the socket miss every message until it reconnects.
+				reloaded = true
+				if hosts, err := d.presence.Hosts(ctx); err == nil {
+					d.dir.Update(hosts)
+				}
 			}
 			if !d.dir.AliveInstance(c.HostID, c.Instance) {
 				stale = append(stale, c)
@@ -389,6 +404,13 @@ func (d *Deliverer) DisconnectUser(ctx context.Context, userID string) error {
 func (d *Deliverer) broadcast(ctx context.Context, path string, body []byte) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 1500*time.Millisecond)
 	defer cancel()
+	// Reload the view first (disconnects are rare): a host that joined within the
+	// last second would otherwise keep the sockets of a logged-out session open.
+	hctx, hcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	if hosts, err := d.presence.Hosts(hctx); err == nil {
+		d.dir.Update(hosts)
+	}
+	hcancel()
 	var calls []*call
 	for _, h := range d.dir.Others() {
 		c := &call{ctx: ctx, host: h, path: path, body: body, result: make(chan callResult, 1)}

@@ -18,6 +18,7 @@ type Directory struct {
 
 	mu    sync.RWMutex
 	hosts map[string]chat.Host
+	read  time.Time // when Update last stored a list read from Redis
 }
 
 // NewDirectory returns a view in which self is always alive.
@@ -36,6 +37,7 @@ func (d *Directory) Update(hosts []chat.Host) {
 		m[d.self] = d.hosts[d.self]
 	}
 	d.hosts = m
+	d.read = d.now()
 	d.mu.Unlock()
 }
 
@@ -79,6 +81,21 @@ func (d *Directory) Host(hostID string) (chat.Host, bool) {
 	defer d.mu.RUnlock()
 	h, ok := d.hosts[hostID]
 	return h, ok
+}
+
+// Known returns every other host that was alive when the list was last read from
+// Redis: while Redis cannot be read, live delivery goes to each of them (section 4.5),
+// however long the outage; Others would soon return none, as their heartbeats age.
+func (d *Directory) Known() []chat.Host {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	out := make([]chat.Host, 0, len(d.hosts))
+	for id, h := range d.hosts {
+		if id != d.self && d.read.Sub(h.LastHeartbeat) < d.ttl {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // Others returns every other host whose heartbeat is fresh.

@@ -315,8 +315,8 @@ func (c *Config) Validate(req Requirements) error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return &Error{Setting: "CHAT_LOG_FORMAT", Problem: fmt.Sprintf("must be text or json, not %q", c.LogFormat)}
 	}
-	if c.SessionTTL < time.Minute {
-		return &Error{Setting: "CHAT_SESSION_TTL", Problem: "must be at least 1m"}
+	if c.SessionTTL < time.Second {
+		return &Error{Setting: "CHAT_SESSION_TTL", Problem: "must be at least 1s"}
 	}
 	positive := []struct {
 		name string

@@ -260,7 +260,7 @@ func TestValidate(t *testing.T) {
 		{"bad internal URL", map[string]string{"CHAT_INTERNAL_URL": "ftp://h:1"}, serve, "CHAT_INTERNAL_URL"},
 		{"host id with a space", map[string]string{"CHAT_HOST_ID": "a b"}, serve, "CHAT_HOST_ID"},
 		{"host id with a brace", map[string]string{"CHAT_HOST_ID": "a{b}"}, serve, "CHAT_HOST_ID"},
-		{"session TTL under a minute", map[string]string{"CHAT_SESSION_TTL": "30s"}, serve, "CHAT_SESSION_TTL"},
+		{"session TTL under a second", map[string]string{"CHAT_SESSION_TTL": "500ms"}, serve, "CHAT_SESSION_TTL"},
 		{"zero send burst", map[string]string{"CHAT_LIMIT_SEND_BURST": "0"}, serve, "CHAT_LIMIT_SEND_BURST"},
 		{"pong timeout not above ping interval", map[string]string{"CHAT_PONG_TIMEOUT": "25s"}, serve, "CHAT_PONG_TIMEOUT"},
 		{"host TTL not above heartbeat", map[string]string{"CHAT_HOST_TTL": "2s"}, serve, "CHAT_HOST_TTL"},
