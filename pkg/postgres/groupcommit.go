@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,7 +22,8 @@ import (
 // members; insert every message; move every thread's last_seq and every sender's read
 // mark) and one WAL flush. Each sender is still answered only after the commit that
 // made its message durable. A few committers run at once, so one slow batch does not
-// stall the rest; they lock threads in id order, so they never deadlock.
+// stall the rest. They lock threads in id order and memberships in (thread, user)
+// order, the orders every other multi-row writer uses (Ack), so they do not deadlock.
 type committer struct {
 	db    *DB
 	in    chan *sendReq
@@ -149,14 +151,15 @@ func (c *committer) commit(batch []*sendReq) {
 		}
 		return
 	}
-	if !isUniqueViolation(err) {
+	if !isUniqueViolation(err) && sqlState(err) != "40P01" {
 		for _, r := range live {
 			r.done <- sendRes{err: fmt.Errorf("group commit of %d messages: %w", len(live), err)}
 		}
 		return
 	}
-	// Another host stored a concurrent repeat of one of these client_msg_ids: the
-	// batch rolled back whole; store each on its own, which sorts repeats out.
+	// Another host stored a concurrent repeat of one of these client_msg_ids (or,
+	// should a lock order ever be missed, PostgreSQL broke a deadlock): the batch rolled
+	// back whole; store each on its own, which sorts repeats out.
 	for _, r := range live {
 		st, err := c.db.createMessage(ctx, r.m)
 		r.done <- sendRes{st: st, err: err}
@@ -259,7 +262,19 @@ func (d *DB) createMessages(ctx context.Context, batch []*sendReq) ([]sendRes, e
 		if err := tx.Exec(sb.String(), args...).Error; err != nil {
 			return err
 		}
-		// One statement moves every thread's last_seq and every sender's read mark.
+		// Lock the senders' memberships in the one order every multi-row writer of
+		// thread_members uses (see Ack), then one statement moves every thread's
+		// last_seq and every sender's read mark.
+		marks := make([]chat.AckUpdate, 0, len(readMark))
+		for k, seq := range readMark {
+			marks = append(marks, chat.AckUpdate{ThreadID: k[0], UserID: k[1], Seq: seq})
+		}
+		slices.SortFunc(marks, func(a, b chat.AckUpdate) int {
+			return cmp.Or(cmp.Compare(a.ThreadID, b.ThreadID), cmp.Compare(a.UserID, b.UserID))
+		})
+		if err := lockMembers(tx, marks); err != nil {
+			return err
+		}
 		sb.Reset()
 		args = args[:0]
 		sb.WriteString(`WITH t(id, seq) AS (VALUES `)
@@ -276,14 +291,12 @@ func (d *DB) createMessages(ctx context.Context, batch []*sendReq) ([]sendRes, e
 			n++
 		}
 		sb.WriteString(`), r(thread_id, user_id, seq) AS (VALUES `)
-		n = 0
-		for k, seq := range readMark {
-			if n > 0 {
+		for i, m := range marks {
+			if i > 0 {
 				sb.WriteByte(',')
 			}
 			sb.WriteString(`(?::uuid, ?::uuid, ?::bigint)`)
-			args = append(args, k[0], k[1], seq)
-			n++
+			args = append(args, m.ThreadID, m.UserID, m.Seq)
 		}
 		sb.WriteString(`), ut AS (UPDATE threads SET last_seq = t.seq,
   last_activity_at = CASE WHEN last_activity_at < ? THEN ? ELSE last_activity_at END

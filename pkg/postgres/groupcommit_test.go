@@ -152,3 +152,60 @@ func BenchmarkGroupCommit(b *testing.B) {
 		})
 	}
 }
+
+// TestGroupCommitAndAcksDoNotDeadlock runs batched sends (which move the senders' read
+// marks) against batched acks of the same memberships in the opposite order. Before
+// both took their row locks in one order, PostgreSQL broke deadlocks between them and
+// the sends in the aborted batch failed as unavailable.
+func TestGroupCommitAndAcksDoNotDeadlock(t *testing.T) {
+	t.Parallel()
+	db := openPostgres(t)
+	ctx := context.Background()
+	var users []chat.User
+	for i := 0; i < 8; i++ {
+		users = append(users, mustUser(t, db, fmt.Sprintf("dl%d", i)))
+	}
+	var threads []chat.Thread
+	for i := 0; i < 4; i++ {
+		threads = append(threads, mustThread(t, db, "t", users[0], users[1:]...))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 1000)
+	var seq atomic.Int64
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 25; i++ {
+				u := users[(w+i)%len(users)]
+				th := threads[(w*7+i)%len(threads)]
+				_, err := db.CreateMessage(ctx, chat.NewMessage{ThreadID: th.ID, SenderID: u.ID, ClientMsgID: strconv.FormatInt(seq.Add(1), 10), Body: "x"})
+				if err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 25; i++ {
+				var acks []chat.AckUpdate
+				for j := len(users) - 1; j >= 0; j-- {
+					for k := len(threads) - 1; k >= 0; k-- {
+						acks = append(acks, chat.AckUpdate{ThreadID: threads[k].ID, UserID: users[j].ID, Seq: int64(i + 1)})
+					}
+				}
+				if err := db.Ack(ctx, acks); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("send or ack failed: %v", err)
+	}
+}

@@ -349,11 +349,43 @@ func (d *DB) Ack(ctx context.Context, acks []chat.AckUpdate) error {
 	db := d.gdb.WithContext(ctx)
 	for chunk := range slices.Chunk(merged, ackChunk) {
 		q, args := ackSQL(chunk)
-		if _, err := exec(db, q, args...); err != nil {
+		var err error
+		if d.dialect == dialectPostgres {
+			// Lock the rows in (thread, user) order first: a multi-row UPDATE locks in
+			// plan order, and the group commit's read-mark update takes the same rows,
+			// so without one order the two deadlock under load.
+			err = db.Transaction(func(tx *gorm.DB) error {
+				if err := lockMembers(tx, chunk); err != nil {
+					return err
+				}
+				_, err := exec(tx, q, args...)
+				return err
+			})
+		} else {
+			_, err = exec(db, q, args...)
+		}
+		if err != nil {
 			return fmt.Errorf("ack %d memberships: %w", len(merged), err)
 		}
 	}
 	return nil
+}
+
+// lockMembers takes the row locks of the memberships in (thread_id, user_id) order, the
+// one order every multi-row writer of thread_members uses (PostgreSQL only).
+func lockMembers(tx *gorm.DB, ms []chat.AckUpdate) error {
+	var sb strings.Builder
+	args := make([]any, 0, 2*len(ms))
+	sb.WriteString(`SELECT 1 FROM thread_members WHERE (thread_id, user_id) IN (`)
+	for i, m := range ms {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(`(?::uuid, ?::uuid)`)
+		args = append(args, m.ThreadID, m.UserID)
+	}
+	sb.WriteString(`) ORDER BY thread_id, user_id FOR UPDATE`)
+	return tx.Exec(sb.String(), args...).Error
 }
 
 // ackSQL builds one forward-only UPDATE for acks (distinct memberships). The WHERE picks
