@@ -1,0 +1,142 @@
+package main
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+)
+
+func TestHistogramBucketsAreContiguous(t *testing.T) {
+	t.Parallel()
+	prevHi := int64(-1)
+	for i := 0; i < histBuckets; i++ {
+		lo, hi := histBounds(i)
+		if lo != prevHi+1 {
+			t.Fatalf("bucket %d starts at %d, want %d", i, lo, prevHi+1)
+		}
+		if hi < lo {
+			t.Fatalf("bucket %d: hi %d < lo %d", i, hi, lo)
+		}
+		if histIndex(lo) != i || histIndex(hi) != i {
+			t.Fatalf("bucket %d [%d,%d]: index(lo)=%d index(hi)=%d", i, lo, hi, histIndex(lo), histIndex(hi))
+		}
+		if lo >= histSub && float64(hi-lo+1)/float64(lo) > 1.0/histHalf+1e-12 {
+			t.Fatalf("bucket %d [%d,%d] wider than 1/%d of its value", i, lo, hi, histHalf)
+		}
+		prevHi = hi
+		if hi == math.MaxInt64 {
+			if i != histBuckets-1 {
+				t.Fatalf("MaxInt64 lands in bucket %d of %d", i, histBuckets)
+			}
+			return
+		}
+	}
+	t.Fatalf("buckets end at %d, before MaxInt64", prevHi)
+}
+
+// exact returns the ceil(q*n)-th smallest value, the definition Quantile follows.
+func exact(sorted []int64, q float64) int64 {
+	rank := int(math.Ceil(q * float64(len(sorted))))
+	return sorted[max(rank, 1)-1]
+}
+
+func TestHistogramQuantiles(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(1, 2))
+	cases := []struct {
+		name string
+		gen  func() int64
+	}{
+		{"uniform 1..1e6", func() int64 { return 1 + rng.Int64N(1_000_000) }},
+		// latency-like: exponential around 800 µs with a long tail
+		{"exponential ns", func() int64 { return int64(rng.ExpFloat64() * 800_000) }},
+		{"lognormal ns", func() int64 { return int64(math.Exp(rng.NormFloat64()*1.5 + 13)) }},
+		{"small exact", func() int64 { return rng.Int64N(200) }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := NewHistogram()
+			vals := make([]int64, 200_000)
+			var sum float64
+			for i := range vals {
+				vals[i] = tc.gen()
+				h.Record(vals[i])
+				sum += float64(vals[i])
+			}
+			slices.Sort(vals)
+			if h.Count() != int64(len(vals)) {
+				t.Fatalf("count %d, want %d", h.Count(), len(vals))
+			}
+			if h.Max() != vals[len(vals)-1] || h.Min() != vals[0] {
+				t.Fatalf("min/max %d/%d, want %d/%d", h.Min(), h.Max(), vals[0], vals[len(vals)-1])
+			}
+			if got, want := h.Mean(), sum/float64(len(vals)); math.Abs(got-want) > 1e-6*want+1e-9 {
+				t.Fatalf("mean %f, want %f", got, want)
+			}
+			for _, q := range []float64{0.001, 0.5, 0.9, 0.99, 0.999, 0.9999} {
+				want := exact(vals, q)
+				got := h.Quantile(q)
+				// Half a bucket either way: 1/256 of the value, or exact below 256.
+				tol := float64(want)/float64(2*histHalf) + 1
+				if math.Abs(float64(got-want)) > tol {
+					t.Errorf("q%.4f: got %d, want %d ± %.0f", q, got, want, tol)
+				}
+			}
+			if h.Quantile(1) != vals[len(vals)-1] {
+				t.Errorf("q1 is not the max")
+			}
+		})
+	}
+}
+
+func TestHistogramEdges(t *testing.T) {
+	t.Parallel()
+	h := NewHistogram()
+	if h.Quantile(.5) != 0 || h.Max() != 0 || h.Min() != 0 || h.Mean() != 0 {
+		t.Fatal("empty histogram should report zeros")
+	}
+	h.Record(-5) // clamped to 0
+	h.Record(math.MaxInt64)
+	if h.Min() != 0 || h.Max() != math.MaxInt64 {
+		t.Fatalf("min %d max %d", h.Min(), h.Max())
+	}
+	if got := h.Quantile(.5); got != 0 {
+		t.Fatalf("p50 of {0, max} = %d, want 0", got)
+	}
+	s := h.Summary()
+	if s.Count != 2 {
+		t.Fatalf("summary count %d", s.Count)
+	}
+}
+
+func TestHistogramConcurrent(t *testing.T) {
+	t.Parallel()
+	h := NewHistogram()
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int64(1); i <= 10_000; i++ {
+				h.Record(i * 1000)
+			}
+		}()
+	}
+	wg.Wait()
+	if h.Count() != 80_000 || h.Max() != 10_000_000 || h.Min() != 1000 {
+		t.Fatalf("count %d min %d max %d", h.Count(), h.Min(), h.Max())
+	}
+	if p := h.Quantile(.5); math.Abs(float64(p-5_000_000)) > 5_000_000/256+1 {
+		t.Fatalf("p50 %d", p)
+	}
+}
+
+func BenchmarkHistogramRecord(b *testing.B) {
+	b.ReportAllocs()
+	h := NewHistogram()
+	for i := 0; b.Loop(); i++ {
+		h.Record(int64(i&0xfffff) * 997)
+	}
+}

@@ -1,0 +1,385 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Result is everything a run measured; --json writes it as is.
+type Result struct {
+	Scenario string         `json:"scenario"`
+	Started  time.Time      `json:"started"`
+	Seconds  float64        `json:"seconds"`
+	Machine  Machine        `json:"machine"`
+	Targets  []string       `json:"targets"`
+	Params   map[string]any `json:"params"`
+	Pass     bool           `json:"pass"`
+	Failures []string       `json:"failures,omitempty"`
+	Targets6 []Target       `json:"targets_issue6,omitempty"`
+	Load     *LoadResult    `json:"load,omitempty"`
+	Steps    []*LoadResult  `json:"steps,omitempty"`
+	HeldRate *float64       `json:"highest_rate_held,omitempty"`
+	Idle     *IdleResult    `json:"idle,omitempty"`
+	Catchup  *CatchupResult `json:"catchup,omitempty"`
+	Storm    *StormResult   `json:"storm,omitempty"`
+	Server   *ServerResult  `json:"server,omitempty"`
+	Floor    *FloorResult   `json:"floor,omitempty"`
+	// System is the whole machine during the run: the generator shares it with the
+	// hosts and the stores, and anything else running skews every number.
+	System struct {
+		BusyCPUSeconds float64 `json:"busy_cpu_seconds"`
+		Utilization    float64 `json:"utilization"` // busy / (seconds * CPUs)
+		Load1Start     float64 `json:"load1_start"`
+		Load1End       float64 `json:"load1_end"`
+	} `json:"system"`
+	Generator struct {
+		CPUSeconds  float64          `json:"cpu_seconds"`
+		DialErrors  map[string]int64 `json:"dial_errors,omitempty"`
+		Disconnects int64            `json:"disconnects"`
+	} `json:"generator"`
+
+	b     *bench
+	start time.Time
+	busy0 float64
+}
+
+// Target is one line of issue 6's table: what must be reached and what was.
+type Target struct {
+	What     string  `json:"what"`
+	Want     string  `json:"want"`
+	Measured float64 `json:"measured"`
+	Unit     string  `json:"unit"`
+	Met      bool    `json:"met"`
+}
+
+// Machine describes where the run happened; every result carries it.
+type Machine struct {
+	Hostname string `json:"hostname"`
+	CPUs     int    `json:"cpus"`
+	Model    string `json:"cpu_model"`
+	OS       string `json:"os"`
+	Arch     string `json:"arch"`
+	Kernel   string `json:"kernel,omitempty"`
+	MemoryMB int64  `json:"memory_mb,omitempty"`
+	Go       string `json:"go"`
+}
+
+// LoadResult is one open-loop phase (a whole oneone/fanout run, or a ramp step).
+type LoadResult struct {
+	Label        string           `json:"label"`
+	OfferedRate  float64          `json:"offered_rate"`
+	Seconds      float64          `json:"seconds"`
+	Senders      int              `json:"senders"`
+	Receivers    int              `json:"receivers"`
+	Emitted      int64            `json:"emitted"`
+	Issued       int64            `json:"issued"`
+	Acked        int64            `json:"acked"`
+	AckedRate    float64          `json:"acked_per_second"`
+	Deliveries   int64            `json:"deliveries"`
+	DeliveryRate float64          `json:"deliveries_per_second"`
+	Stalls       int64            `json:"generator_stalls"`
+	DrainSeconds float64          `json:"drain_seconds"`
+	Latency      Summary          `json:"latency"`
+	AckLatency   Summary          `json:"ack_latency"`
+	Lag          Summary          `json:"generator_lag"`
+	LastMember   *Summary         `json:"latency_last_member,omitempty"`
+	Verify       VerifyResult     `json:"verify"`
+	Server       *ServerResult    `json:"server,omitempty"`
+	Errors       map[string]int64 `json:"error_frames,omitempty"`
+	Held         *bool            `json:"held,omitempty"`
+}
+
+func newResult(b *bench) *Result {
+	r := &Result{Scenario: b.opt.scenario, Started: time.Now().UTC(), Machine: machine(), Targets: b.targets,
+		Params: map[string]any{}, b: b, start: time.Now(), busy0: busyCPUSeconds()}
+	r.System.Load1Start = load1()
+	return r
+}
+
+func (r *Result) finish() {
+	r.Seconds = time.Since(r.start).Seconds()
+	r.System.BusyCPUSeconds = busyCPUSeconds() - r.busy0
+	if r.Seconds > 0 && r.Machine.CPUs > 0 {
+		r.System.Utilization = r.System.BusyCPUSeconds / (r.Seconds * float64(r.Machine.CPUs))
+	}
+	r.System.Load1End = load1()
+	for i := range r.Targets6 {
+		if math.IsNaN(r.Targets6[i].Measured) || math.IsInf(r.Targets6[i].Measured, 0) {
+			r.Targets6[i].Measured, r.Targets6[i].Met = 0, false
+		}
+	}
+	r.Generator.DialErrors = r.b.dialErrors()
+	r.Generator.Disconnects = r.b.disconnects.Load()
+	check := func(v *VerifyResult) {
+		if v != nil && !v.Pass {
+			r.Failures = append(r.Failures, "verification: "+strings.Join(v.Problems, ", "))
+		}
+	}
+	if r.Load != nil {
+		check(&r.Load.Verify)
+	}
+	for _, s := range r.Steps {
+		// A ramp stops at the first step that is not held; a loss there is the
+		// finding, not a failure of the run, unless it is reordering or conflict.
+		if s.Verify.Reordered > 0 || s.Verify.Conflicts > 0 {
+			r.Failures = append(r.Failures, fmt.Sprintf("verification at %g msg/s: %s", s.OfferedRate, strings.Join(s.Verify.Problems, ", ")))
+		}
+	}
+	if r.Catchup != nil {
+		check(&r.Catchup.Verify)
+	}
+	if r.Storm != nil {
+		check(&r.Storm.Verify)
+	}
+	r.Pass = len(r.Failures) == 0
+}
+
+func (r *Result) writeJSON(path string) error {
+	if dir := filepath.Dir(path); dir != "." {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return err
+		}
+	}
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o600)
+}
+
+// ---- machine ---------------------------------------------------------------------
+
+func machine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), OS: runtime.GOOS, Arch: runtime.GOARCH, Go: runtime.Version()}
+	m.Hostname, _ = os.Hostname()
+	m.Model = procField("/proc/cpuinfo", "model name")
+	if k, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(k))
+	}
+	if v := procField("/proc/meminfo", "MemTotal"); v != "" {
+		var kb int64
+		if _, err := fmt.Sscanf(v, "%d", &kb); err == nil {
+			m.MemoryMB = kb / 1024
+		}
+	}
+	return m
+}
+
+// busyCPUSeconds is the machine's non-idle CPU time so far, from /proc/stat (USER_HZ
+// is 100 on Linux).
+func busyCPUSeconds() float64 {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0
+	}
+	var busy float64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest time is already in user
+			continue
+		}
+		var n float64
+		if _, err := fmt.Sscanf(v, "%g", &n); err == nil {
+			busy += n
+		}
+	}
+	return busy / 100
+}
+
+func load1() float64 {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	var l float64
+	_, _ = fmt.Sscanf(string(data), "%g", &l)
+	return l
+}
+
+// procField returns the value of the first "key : value" line of a /proc file.
+func procField(path, key string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == key {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+func (m Machine) String() string {
+	s := fmt.Sprintf("%d CPU %s, %s/%s, %s", m.CPUs, m.Model, m.OS, m.Arch, m.Go)
+	if m.MemoryMB > 0 {
+		s += fmt.Sprintf(", %d MB RAM", m.MemoryMB)
+	}
+	if m.Kernel != "" {
+		s += ", Linux " + m.Kernel
+	}
+	return s + ", host " + m.Hostname
+}
+
+// ---- printing --------------------------------------------------------------------
+
+func (r *Result) print(w io.Writer) {
+	verdict := "PASS"
+	if !r.Pass {
+		verdict = "FAIL"
+	}
+	fmt.Fprintf(w, "\nchatbench %s: %s  (%.1fs, %s)\n", r.Scenario, verdict, r.Seconds, r.Started.Format(time.RFC3339))
+	fmt.Fprintf(w, "machine: %s\n", r.Machine)
+	fmt.Fprintf(w, "targets: %s\n", strings.Join(r.Targets, ", "))
+	if len(r.Params) > 0 {
+		keys := make([]string, 0, len(r.Params))
+		for k := range r.Params {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var parts []string
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s=%v", k, r.Params[k]))
+		}
+		fmt.Fprintf(w, "params:  %s\n", strings.Join(parts, " "))
+	}
+	if r.Load != nil {
+		printLoad(w, r.Load)
+	}
+	if len(r.Steps) > 0 {
+		printSteps(w, r.Steps)
+		if r.HeldRate != nil {
+			fmt.Fprintf(w, "highest rate held: %g msg/s\n", *r.HeldRate)
+		} else {
+			fmt.Fprintf(w, "highest rate held: none\n")
+		}
+	}
+	if r.Idle != nil {
+		r.Idle.print(w)
+	}
+	if r.Catchup != nil {
+		r.Catchup.print(w)
+	}
+	if r.Storm != nil {
+		r.Storm.print(w)
+	}
+	if r.Server != nil {
+		r.Server.print(w)
+	}
+	if r.Floor != nil {
+		r.Floor.print(w)
+	}
+	hostCPU := 0.0
+	if r.Server != nil {
+		hostCPU = r.Server.CPUSeconds
+	}
+	fmt.Fprintf(w, "machine busy: %.0f%% of %d CPUs over %.1fs (%.1f CPU-s: hosts %.1f during the load, generator %.1f, the rest is the stores and anything else); load average %.1f -> %.1f\n",
+		100*r.System.Utilization, r.Machine.CPUs, r.Seconds, r.System.BusyCPUSeconds, hostCPU, r.Generator.CPUSeconds, r.System.Load1Start, r.System.Load1End)
+	fmt.Fprintf(w, "generator: %.1f CPU-s", r.Generator.CPUSeconds)
+	if r.Generator.Disconnects > 0 {
+		fmt.Fprintf(w, ", %d disconnects", r.Generator.Disconnects)
+	}
+	if len(r.Generator.DialErrors) > 0 {
+		fmt.Fprintf(w, ", dial errors %v", r.Generator.DialErrors)
+	}
+	fmt.Fprintln(w)
+	if len(r.Targets6) > 0 {
+		fmt.Fprintln(w, "issue 6 targets:")
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		for _, t := range r.Targets6 {
+			met := "met"
+			if !t.Met {
+				met = "MISSED"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s %s\t%s\n", t.What, t.Want, fmtNum(t.Measured), t.Unit, met)
+		}
+		_ = tw.Flush()
+	}
+	for _, f := range r.Failures {
+		fmt.Fprintf(w, "FAIL: %s\n", f)
+	}
+}
+
+func fmtNum(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "-"
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+func fmtSummary(s Summary) string {
+	if s.Count == 0 {
+		return "no samples"
+	}
+	return fmt.Sprintf("p50 %s  p90 %s  p99 %s  p99.9 %s  max %s ms  (n=%d)",
+		fmtNum(s.P50), fmtNum(s.P90), fmtNum(s.P99), fmtNum(s.P999), fmtNum(s.Max), s.Count)
+}
+
+func printLoad(w io.Writer, l *LoadResult) {
+	fmt.Fprintf(w, "load:    offered %g msg/s for %.1fs over %d senders, %d receiving sockets\n", l.OfferedRate, l.Seconds, l.Senders, l.Receivers)
+	fmt.Fprintf(w, "         issued %d, sent-acked %d (%.0f/s), delivered %d (%.0f/s), drain %.2fs, generator stalls %d\n",
+		l.Issued, l.Acked, l.AckedRate, l.Deliveries, l.DeliveryRate, l.DrainSeconds, l.Stalls)
+	fmt.Fprintf(w, "latency write -> receiver read:  %s\n", fmtSummary(l.Latency))
+	if l.LastMember != nil {
+		fmt.Fprintf(w, "latency to the last member:      %s\n", fmtSummary(*l.LastMember))
+	}
+	fmt.Fprintf(w, "latency write -> sent:           %s\n", fmtSummary(l.AckLatency))
+	fmt.Fprintf(w, "generator lag due -> write:      %s\n", fmtSummary(l.Lag))
+	printVerify(w, &l.Verify)
+}
+
+func printVerify(w io.Writer, v *VerifyResult) {
+	verdict := "PASS"
+	if !v.Pass {
+		verdict = "FAIL (" + strings.Join(v.Problems, ", ") + ")"
+	}
+	fmt.Fprintf(w, "verify:  %d devices, received %d of %d expected, lost %d, reordered %d, wire duplicates %d, id conflicts %d, send errors %d, unanswered %d: %s\n",
+		v.Devices, v.Received, v.Expected, v.Lost, v.Reordered, v.Duplicates, v.Conflicts, v.SendErrors, v.Unanswered, verdict)
+	if len(v.ErrorCodes) > 0 {
+		fmt.Fprintf(w, "         error frames by code: %v\n", v.ErrorCodes)
+	}
+	if v.Echoes > 0 {
+		fmt.Fprintf(w, "         own messages sent back to their sender as `message` (gap fill or catch-up from the store): %d\n", v.Echoes)
+	}
+	if v.Extra > 0 || v.BadFrames > 0 {
+		fmt.Fprintf(w, "         received but never acked to the sender: %d; undecodable frames: %d\n", v.Extra, v.BadFrames)
+	}
+}
+
+func printSteps(w io.Writer, steps []*LoadResult) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "rate/s\tacked/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tlost\treord\terrors\tstalls\tlag p99 ms\theld\t")
+	for _, s := range steps {
+		held := "no"
+		if s.Held != nil && *s.Held {
+			held = "yes"
+		}
+		fmt.Fprintf(tw, "%g\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t\n", s.OfferedRate, s.AckedRate,
+			fmtNum(s.Latency.P50), fmtNum(s.Latency.P90), fmtNum(s.Latency.P99), fmtNum(s.Latency.P999), fmtNum(s.Latency.Max),
+			s.Verify.Lost, s.Verify.Reordered, s.Verify.SendErrors+s.Verify.WriteErrs, s.Stalls, fmtNum(s.Lag.P99), held)
+	}
+	_ = tw.Flush()
+}

@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# scripts/bench.sh: run chatbench's standard matrix (issue 6) against a private
+# three-host cluster on real PostgreSQL and Redis, and write the results.
+#
+#   scripts/bench.sh              the full matrix (several minutes)
+#   scripts/bench.sh --quick      a short subset (about two minutes)
+#   scripts/bench.sh --smoke      one short oneone run: zero loss, no latency assertion
+#   scripts/bench.sh --up         start the cluster, print its URLs and PIDs, wait for Ctrl-C
+#   scripts/bench.sh --keep ...   keep the sb_bench database and the logs afterwards
+#
+# What it does:
+#   1. builds chatd and chatbench into a temp dir;
+#   2. creates a fresh database sb_bench on the server of TEST_DATABASE_URL and uses a
+#      fresh key prefix on TEST_REDIS_URL (nothing else there is touched);
+#   3. starts 3 `chatd serve` on 127.0.0.1: public 8081-8083, internal 9081-9083, with
+#      CHAT_BCRYPT_COST=4 (fast test users), CHAT_LIMIT_AUTH_PER_MINUTE=100000 (setup
+#      registers thousands of users from one address), CHAT_LIMIT_SOCKETS_PER_USER=1000
+#      and CHAT_LOG_LEVEL=warn; the per-user send limit (20/s) stays;
+#   4. runs the matrix, one `chatbench SCENARIO --json` per run, then combines them
+#      into docs/bench/results/DATE-HOST.json and DATE-HOST.md;
+#   5. stops the cluster, drops the database and deletes the Redis keys (trap).
+#
+# Environment:
+#   TEST_DATABASE_URL  postgres URL of a server where this role may CREATE DATABASE
+#                      (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)
+#   TEST_REDIS_URL     redis URL (default redis://127.0.0.1:6379/0)
+#   BENCH_PORT_BASE    public ports are BASE+1..3, internal BASE+1001..1003 (default 8080)
+#   BENCH_PPROF=true   serve /debug/pprof on the internal listeners (signed requests only)
+#   BENCH_OUT          results directory (default docs/bench/results)
+#   BENCH_QUIET_WAIT   seconds to wait before each run for the machine to be idle (120)
+#
+# Not part of .ci/run (it takes minutes and measures the machine); --smoke is the
+# short check CI can afford.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+MODE=full
+KEEP=""
+while (($# > 0)); do
+	case "$1" in
+	--quick) MODE=quick ;;
+	--smoke) MODE=smoke ;;
+	--up) MODE=up ;;
+	--keep) KEEP=1 ;;
+	-h | --help)
+		sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+		exit 0
+		;;
+	*)
+		echo "bench.sh: unknown argument $1 (see --help)" >&2
+		exit 2
+		;;
+	esac
+	shift
+done
+
+TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
+TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
+PORT_BASE="${BENCH_PORT_BASE:-8080}"
+OUT_DIR="${BENCH_OUT:-docs/bench/results}"
+DB_NAME=sb_bench
+REDIS_PREFIX="sbbench$(date +%s):"
+HOSTS_N=3
+
+info() { printf '==> %s\n' "$*" >&2; }
+die() {
+	printf 'bench.sh: %s\n' "$*" >&2
+	exit 1
+}
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# with_db URL NAME: the URL with its database path replaced by NAME.
+with_db() {
+	local url=$1 name=$2 base query=""
+	base=${url%%\?*}
+	[[ "$url" == *\?* ]] && query="?${url#*\?}"
+	local scheme=${base%%://*} rest=${base#*://}
+	local authority=${rest%%/*}
+	printf '%s://%s/%s%s' "$scheme" "$authority" "$name" "$query"
+}
+
+have go || die "Go is not installed (see scripts/test.sh for the install command)"
+have psql || die "psql is needed to create the bench database (apt-get install postgresql-client)"
+have redis-cli || die "redis-cli is needed to check and clean Redis (apt-get install redis-tools)"
+
+psql -X "$TEST_DATABASE_URL" -Atqc 'select 1' >/dev/null 2>&1 ||
+	die "PostgreSQL at TEST_DATABASE_URL does not answer (scripts/test.sh can start one)"
+[[ "$(redis-cli --no-auth-warning -u "$TEST_REDIS_URL" ping 2>/dev/null)" == PONG ]] ||
+	die "Redis at TEST_REDIS_URL does not answer"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/switchboard-bench.XXXXXX")
+PIDS=()
+DB_CREATED=""
+
+cleanup() {
+	local rc=$? pid
+	set +e
+	for pid in "${PIDS[@]}"; do
+		[[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null
+	done
+	for pid in "${PIDS[@]}"; do
+		[[ -z "$pid" ]] && continue
+		for _ in $(seq 1 150); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null
+	done
+	redis-cli --no-auth-warning -u "$TEST_REDIS_URL" --scan --pattern "${REDIS_PREFIX}*" 2>/dev/null |
+		xargs -r -n 500 redis-cli --no-auth-warning -u "$TEST_REDIS_URL" del >/dev/null 2>&1
+	if [[ -n "$KEEP" ]]; then
+		info "kept: database $DB_NAME, logs in $WORK"
+	else
+		[[ -n "$DB_CREATED" ]] && psql -X "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null 2>&1
+		rm -rf "$WORK"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- build -----------------------------------------------------------------------------
+info "building chatd and chatbench"
+go build -o "$WORK/chatd" ./cmd/chatd
+go build -o "$WORK/chatbench" ./cmd/chatbench
+BENCH="$WORK/chatbench"
+
+# ---- stores ----------------------------------------------------------------------------
+info "fresh database $DB_NAME; Redis prefix $REDIS_PREFIX"
+export PGOPTIONS="--client-min-messages=warning"
+psql -X "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null
+psql -X "$TEST_DATABASE_URL" -qc "CREATE DATABASE $DB_NAME" >/dev/null
+DB_CREATED=1
+DATABASE_URL=$(with_db "$TEST_DATABASE_URL" "$DB_NAME")
+SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+
+export CHAT_DATABASE_URL="$DATABASE_URL" CHAT_REDIS_URL="$TEST_REDIS_URL" CHAT_REDIS_PREFIX="$REDIS_PREFIX" \
+	CHAT_CLUSTER_SECRET="$SECRET" CHAT_AUTO_MIGRATE=false CHAT_BCRYPT_COST=4 \
+	CHAT_LIMIT_AUTH_PER_MINUTE=100000 CHAT_LIMIT_SOCKETS_PER_USER=1000 CHAT_LOG_LEVEL=warn \
+	CHAT_PPROF="${BENCH_PPROF:-false}"
+"$WORK/chatd" migrate >"$WORK/migrate.log" 2>&1 || {
+	cat "$WORK/migrate.log" >&2
+	die "chatd migrate failed"
+}
+
+# ---- cluster ---------------------------------------------------------------------------
+# Sockets are file descriptors: lift the soft limit for the hosts and the generator.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+HOSTS=()
+start_host() { # start_host I: host I (1-based) in the background; sets PIDS[I-1]
+	local i=$1 pub=$((PORT_BASE + i)) int=$((PORT_BASE + 1000 + i))
+	CHAT_HOST_ID="bench$i" CHAT_PUBLIC_ADDR="127.0.0.1:$pub" CHAT_INTERNAL_ADDR="127.0.0.1:$int" \
+		"$WORK/chatd" serve >>"$WORK/chatd$i.log" 2>&1 &
+	PIDS[i - 1]=$!
+}
+stop_host() { # stop_host I: SIGTERM host I (it drains), SIGKILL after 20 s
+	local pid=${PIDS[$1 - 1]:-}
+	[[ -z "$pid" ]] && return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 1 200); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	PIDS[$1 - 1]=""
+}
+restart_hosts() { # fresh processes: idle measures memory added to a host that held nothing
+	local i
+	for i in $(seq 1 $HOSTS_N); do stop_host "$i"; done
+	for i in $(seq 1 $HOSTS_N); do start_host "$i"; done
+	for i in $(seq 1 $HOSTS_N); do wait_ready "${HOSTS[i - 1]}" || die "host $i did not come back"; done
+}
+wait_ready() { # wait_ready URL
+	for _ in $(seq 1 150); do
+		curl -fsS -o /dev/null "$1/readyz" 2>/dev/null && return 0
+		sleep 0.2
+	done
+	return 1
+}
+for i in $(seq 1 $HOSTS_N); do
+	pub=$((PORT_BASE + i))
+	if (exec 3<>"/dev/tcp/127.0.0.1/$pub") 2>/dev/null; then
+		die "port $pub is taken (a chatd dev running?); set BENCH_PORT_BASE"
+	fi
+	HOSTS+=("http://127.0.0.1:$pub")
+	start_host "$i"
+done
+for i in $(seq 1 $HOSTS_N); do
+	wait_ready "${HOSTS[i - 1]}" || {
+		tail -n 20 "$WORK/chatd$i.log" >&2
+		die "host $i did not become ready"
+	}
+done
+HOST_LIST=$(
+	IFS=,
+	echo "${HOSTS[*]}"
+)
+info "cluster up: $HOST_LIST (PIDs ${PIDS[*]}); logs in $WORK"
+
+if [[ "$MODE" == up ]]; then
+	printf '\nchatbench: %s\n  e.g. %s oneone --hosts %s --rate 1000 --duration 10s\n' "$BENCH" "$BENCH" "$HOST_LIST"
+	printf 'host PIDs (for storm --kill-pid): %s\ninternal listeners: 127.0.0.1:%s..%s, secret in CHAT_CLUSTER_SECRET of %s/env\n' \
+		"${PIDS[*]}" $((PORT_BASE + 1001)) $((PORT_BASE + 1000 + HOSTS_N)) "$WORK"
+	printf 'CHAT_CLUSTER_SECRET=%s\nCHAT_DATABASE_URL=%s\nCHAT_REDIS_URL=%s\nCHAT_REDIS_PREFIX=%s\n' \
+		"$SECRET" "$DATABASE_URL" "$TEST_REDIS_URL" "$REDIS_PREFIX" >"$WORK/env"
+	chmod 600 "$WORK/env"
+	printf 'Ctrl-C (or SIGTERM to this script) stops the cluster.\n'
+	while true; do
+		sleep 3600 &
+		wait $! # interruptible: the traps run at once
+	done
+fi
+
+# ---- matrix ----------------------------------------------------------------------------
+# idle_percent SECONDS: how idle the whole machine was over SECONDS (from /proc/stat).
+idle_percent() {
+	local a b
+	read -r -a a < <(head -1 /proc/stat)
+	sleep "$1"
+	read -r -a b < <(head -1 /proc/stat)
+	local total=0 idle i
+	for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
+	idle=$((b[4] - a[4] + b[5] - a[5]))
+	((total > 0)) && echo $((100 * idle / total)) || echo 100
+}
+# wait_quiet: the generator shares the machine with the cluster; anything else running
+# skews the numbers. Wait up to BENCH_QUIET_WAIT seconds (default 120) for 2 s at
+# >= 85% idle, else warn and go on (each result records how busy the machine was).
+wait_quiet() {
+	local deadline=$((SECONDS + ${BENCH_QUIET_WAIT:-120})) idle
+	while :; do
+		idle=$(idle_percent 2)
+		((idle >= 85)) && return 0
+		if ((SECONDS >= deadline)); then
+			info "WARNING: the machine is busy (only ${idle}% idle) with something else; results will be skewed"
+			return 0
+		fi
+	done
+}
+
+RUNS=()
+FAILED=()
+bench() { # bench NAME SCENARIO FLAGS...: one run; its JSON goes to $WORK/NAME.json
+	local name=$1
+	shift
+	wait_quiet
+	info "chatbench $*"
+	if "$BENCH" "$@" --hosts "$HOST_LIST" --json "$WORK/$name.json"; then
+		:
+	else
+		FAILED+=("$name")
+	fi
+	[[ -f "$WORK/$name.json" ]] && RUNS+=("$WORK/$name.json")
+	sleep 2 # let the hosts settle between runs
+}
+FLOOR=(--redis-url "$TEST_REDIS_URL" --database-url "$DATABASE_URL")
+
+case "$MODE" in
+smoke)
+	bench oneone oneone --rate 200 --duration 3s --grace 5s
+	;;
+quick)
+	bench oneone oneone --rate 1000 --duration 10s "${FLOOR[@]}"
+	bench fanout fanout --members 100 --rate 500 --duration 3s
+	bench catchup catchup --backlog 2000
+	restart_hosts
+	bench idle idle --conns 2000 --settle 3s
+	bench storm storm --conns 300 --duration 10s --kill-after 3s --kill-pid "${PIDS[HOSTS_N - 1]}"
+	;;
+full)
+	bench oneone oneone --rate 1000 --duration 10s "${FLOOR[@]}"
+	bench ramp ramp --rates 500,1000,2000,3000,5000,7500,10000 --step 5s
+	bench fanout fanout --members 100 --rate 1000 --duration 10s
+	bench catchup catchup --backlog 10000
+	restart_hosts
+	bench idle idle --conns 10000
+	# Last: it kills host 3 (restarted afterwards so the cluster stays whole).
+	bench storm storm --conns 3000 --duration 20s --kill-after 5s --kill-pid "${PIDS[HOSTS_N - 1]}"
+	start_host "$HOSTS_N"
+	;;
+esac
+
+if ((${#RUNS[@]} > 0)) && [[ "$MODE" != smoke ]]; then
+	stamp="$(date +%F)-$(hostname -s 2>/dev/null || hostname)"
+	[[ "$MODE" == quick ]] && stamp="$stamp-quick"
+	"$BENCH" summarize --note "Mode: $MODE; commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)." \
+		--out "$OUT_DIR/$stamp.json" --md "$OUT_DIR/$stamp.md" "${RUNS[@]}"
+	info "results: $OUT_DIR/$stamp.json and $OUT_DIR/$stamp.md"
+	# TODO(issue 6): draw latency-versus-rate (from the ramp steps) and latency CDF
+	# charts (SVG) next to the results and show them in docs/bench/README.md.
+fi
+
+if ((${#FAILED[@]} > 0)); then
+	die "failed runs: ${FAILED[*]} (see the output above)"
+fi
+info "all runs passed verification"
