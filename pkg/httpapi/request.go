@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -16,8 +17,8 @@ import (
 )
 
 // decode reads a JSON body: 415 unless Content-Type is application/json, 413 past the
-// request limit, 400 for invalid JSON, a wrong field type or trailing data. Unknown
-// fields are ignored, as the contract says.
+// request limit, 400 for invalid JSON (invalid UTF-8 included), a wrong field type or
+// trailing data. Unknown fields are ignored, as the contract says.
 func (a *API) decode(c *gin.Context, v any) error {
 	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
 	if err != nil || mt != "application/json" {
@@ -29,6 +30,11 @@ func (a *API) decode(c *gin.Context, v any) error {
 	}
 	if len(body) > a.cfg.RequestBytes {
 		return chat.Errorf(chat.ETooLarge, "the body is over %d bytes", a.cfg.RequestBytes)
+	}
+	// JSON text is UTF-8 (RFC 8259). encoding/json would quietly turn invalid bytes
+	// into U+FFFD, storing a name or body other than the one sent: refuse instead.
+	if !utf8.Valid(body) {
+		return chat.Errorf(chat.EInvalid, "the body is not valid UTF-8")
 	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	if err := dec.Decode(v); err != nil {

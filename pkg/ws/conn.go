@@ -242,14 +242,23 @@ func (c *Conn) deliverLive(m *chat.Message, f *outFrame) (gapFrom int64, ok bool
 	switch {
 	case known && m.Seq <= last:
 		return 0, true // already queued: a repeat or a late copy of a filled gap
-	case !known || m.Seq == last+1:
+	case m.Seq == last+1: // an unknown thread's last is 0: seq 1 starts it
 		c.lastSeq[m.ThreadID] = m.Seq
 		c.enqueue(f)
 		return 0, true
+	case !known:
+		// A thread this socket has not seen (created or joined since catch-up) whose
+		// earlier messages may still be on their way from another host: fill from the
+		// member's start rather than skip them for good.
+		return startUnknown, false
 	default:
 		return last, false
 	}
 }
+
+// startUnknown is deliverLive's gap start for a thread the socket has no position
+// in: the hub looks the member's start up in the store.
+const startUnknown = -1
 
 // queueInOrder queues fetched messages beyond the thread's position, in order. Used by
 // gap fills and hand-off repair; frames are encoded here because they are per socket.

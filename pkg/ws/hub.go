@@ -237,7 +237,16 @@ func (h *Hub) DeliverMessage(ctx context.Context, m *chat.Message, recipients []
 		}
 	}
 	for i, c := range gaps {
-		h.fill(ctx, c, m.ThreadID, gapFrom[i], m.Seq)
+		from := gapFrom[i]
+		if from == startUnknown {
+			// Where the member starts: its acked seq (0 in a new thread, the last seq
+			// when it joined an old one), but never past this message.
+			from = m.Seq - 1
+			if ms, err := h.svc.Store.Membership(ctx, m.ThreadID, c.user.ID); err == nil && ms.AckedSeq < from {
+				from = ms.AckedSeq
+			}
+		}
+		h.fill(ctx, c, m.ThreadID, from, m.Seq)
 	}
 	return results
 }
@@ -524,6 +533,19 @@ func (h *Hub) push(ctx context.Context, c *Conn, threadID string, from, upTo int
 			break
 		}
 		for i := range msgs {
+			// Leave a quarter of the queue free for what the socket's own requests
+			// bring (sent, pong, sync_result, error), which is queued without waiting:
+			// a full queue would close with 1013 a client that reads at its link's pace
+			// and sends while catching up.
+			for len(c.send) >= cap(c.send)-cap(c.send)/4 {
+				select {
+				case <-time.After(5 * time.Millisecond):
+				case <-c.done:
+					return false
+				case <-ctx.Done():
+					return false
+				}
+			}
 			if !c.enqueueWait(ctx, newFrame("message", EncodeMessage(&msgs[i]))) {
 				return false
 			}
