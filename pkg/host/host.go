@@ -177,6 +177,7 @@ func (h *Host) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); fn(bg) }()
 	}
 	start(h.reg.Run)
+	start(h.Hub.Run)
 	start(h.acks.Run)
 	start(h.node.Run)
 

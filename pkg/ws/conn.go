@@ -51,9 +51,11 @@ type Conn struct {
 	user    chat.User
 	sess    chat.Session
 	since   time.Time
-	send    chan *outFrame
+	q       *queue
 	done    chan struct{}
 	closing sync.Once
+	// cancel ends the context the socket's requests run under; Close calls it.
+	cancel context.CancelFunc
 
 	typing *rate.Limiter
 	badAt  []time.Time // times of recent bad frames, for the 1008 rule
@@ -65,7 +67,24 @@ type Conn struct {
 	pending map[string]int64
 	// lastSeq is, per thread, the highest seq queued to this socket in order.
 	lastSeq map[string]int64
+	// held keeps, per thread, messages that overtook an earlier one (another sender's
+	// delivery still on its way), in seq order, until the gap closes; the hub fills
+	// gaps older than a few milliseconds from the store. A nil frame stands for this
+	// socket's own message, answered with `sent`, which only moves the position.
+	held     map[string][]heldMsg
+	heldN    int
+	heldFrom time.Time // when the oldest held message arrived
 }
+
+// heldMsg is a message waiting for its predecessors.
+type heldMsg struct {
+	seq int64
+	f   *outFrame
+}
+
+// maxHeld bounds the messages one socket holds back; past it the gap is filled from the
+// store at once.
+const maxHeld = 64
 
 // ID returns the connection id sent in `hello`.
 func (c *Conn) ID() string { return c.id }
@@ -82,31 +101,48 @@ func (c *Conn) Info() chat.Connection {
 // slow and is closed with 1013, so one slow reader never holds up the sender.
 func (c *Conn) enqueue(f *outFrame) bool {
 	select {
-	case c.send <- f:
-		c.hub.metrics.FramesOut.WithLabelValues(f.kind).Inc()
-		return true
 	case <-c.done:
 		return false
 	default:
-		c.hub.metrics.SlowClosed.Inc()
-		c.hub.log.Info("socket too slow, closing", "conn_id", c.id, "user_id", c.user.ID, "queued", len(c.send))
-		go c.Close(CloseTooSlow, "too slow to read")
-		return false
 	}
+	if c.q.push(f) {
+		c.hub.metrics.FramesOut.WithLabelValues(f.kind).Inc()
+		return true
+	}
+	c.hub.metrics.SlowClosed.Inc()
+	c.hub.log.Info("socket too slow, closing", "conn_id", c.id, "user_id", c.user.ID, "queued", c.q.max)
+	go c.Close(CloseTooSlow, "too slow to read")
+	return false
 }
 
 // enqueueWait queues a frame, waiting for room: catch-up pushes pages this way so a
 // large backlog flows at the client's pace instead of overflowing the queue.
 func (c *Conn) enqueueWait(ctx context.Context, f *outFrame) bool {
-	select {
-	case c.send <- f:
-		c.hub.metrics.FramesOut.WithLabelValues(f.kind).Inc()
-		return true
-	case <-c.done:
-		return false
-	case <-ctx.Done():
-		return false
+	for {
+		select {
+		case <-c.done:
+			return false
+		default:
+		}
+		if c.q.push(f) {
+			c.hub.metrics.FramesOut.WithLabelValues(f.kind).Inc()
+			return true
+		}
+		if !c.q.waitRoom(ctx, c.done) {
+			return false
+		}
 	}
+}
+
+// waitQueueBelow blocks until at most n frames wait: catch-up leaves room this way for
+// what the socket's own requests bring (sent, pong, errors), which is never waited for.
+func (c *Conn) waitQueueBelow(ctx context.Context, n int) bool {
+	for c.q.len() > n {
+		if !c.q.waitRoom(ctx, c.done) {
+			return false
+		}
+	}
+	return true
 }
 
 // Close writes a close frame with code (1 s deadline) and ends the connection. Safe to
@@ -114,6 +150,9 @@ func (c *Conn) enqueueWait(ctx context.Context, f *outFrame) bool {
 func (c *Conn) Close(code int, reason string) {
 	c.closing.Do(func() {
 		close(c.done)
+		if c.cancel != nil {
+			c.cancel()
+		}
 		c.hub.metrics.Closes.WithLabelValues(strconv.Itoa(code)).Inc()
 		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(closeWriteWait))
 		_ = c.ws.Close()
@@ -124,16 +163,24 @@ func (c *Conn) Close(code int, reason string) {
 func (c *Conn) writeLoop() {
 	ping := time.NewTicker(c.hub.cfg.PingInterval)
 	defer ping.Stop()
+	var batch []*outFrame
 	for {
 		select {
-		case f := <-c.send:
-			_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-			if err := c.ws.WritePreparedMessage(f.pm); err != nil {
-				if !errors.Is(err, websocket.ErrCloseSent) {
-					c.hub.metrics.SlowClosed.Inc()
-					c.Close(CloseTooSlow, "write failed")
+		case <-c.q.wake:
+			batch = c.q.take(batch[:0])
+			for _, f := range batch {
+				_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+				if err := c.ws.WritePreparedMessage(f.pm); err != nil {
+					if !errors.Is(err, websocket.ErrCloseSent) {
+						c.hub.metrics.SlowClosed.Inc()
+						c.Close(CloseTooSlow, "write failed")
+					}
+					return
 				}
-				return
+			}
+			clear(batch)
+			if cap(batch) > 64 {
+				batch = nil
 			}
 		case <-ping.C:
 			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
@@ -227,8 +274,9 @@ func mustPrepare(b []byte) *websocket.PreparedMessage {
 	return pm
 }
 
-// deliverLive queues a live message (frame f, shared) in seq order. It returns false
-// when a gap was seen: the caller fills it from the store.
+// deliverLive queues a live message (frame f, shared) in seq order. A message that
+// overtook an earlier one is held back until the gap closes; ok is false when the gap
+// must be filled from the store now (an unknown thread, or too much held back).
 func (c *Conn) deliverLive(m *chat.Message, f *outFrame) (gapFrom int64, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -243,17 +291,115 @@ func (c *Conn) deliverLive(m *chat.Message, f *outFrame) (gapFrom int64, ok bool
 	case known && m.Seq <= last:
 		return 0, true // already queued: a repeat or a late copy of a filled gap
 	case m.Seq == last+1: // an unknown thread's last is 0: seq 1 starts it
-		c.lastSeq[m.ThreadID] = m.Seq
-		c.enqueue(f)
+		c.advanceLocked(m.ThreadID, m.Seq, f)
 		return 0, true
 	case !known:
 		// A thread this socket has not seen (created or joined since catch-up) whose
 		// earlier messages may still be on their way from another host: fill from the
 		// member's start rather than skip them for good.
 		return startUnknown, false
+	case c.holdLocked(m.ThreadID, m.Seq, f):
+		return 0, true
 	default:
 		return last, false
 	}
+}
+
+// noteSent moves the thread's position past this socket's own message, answered with
+// `sent` rather than `message`, so that the next message of the thread is not taken
+// for a gap (and the own message never comes back as `message` from a fill).
+func (c *Conn) noteSent(m *chat.Message) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	last, known := c.lastSeq[m.ThreadID]
+	switch {
+	case c.syncing || !known || m.Seq <= last:
+	case m.Seq == last+1:
+		c.advanceLocked(m.ThreadID, m.Seq, nil)
+	default:
+		c.holdLocked(m.ThreadID, m.Seq, nil)
+	}
+}
+
+// advanceLocked queues f (nil: nothing to queue) as seq, then every held message that
+// now follows in order.
+func (c *Conn) advanceLocked(threadID string, seq int64, f *outFrame) {
+	if f != nil && !c.enqueue(f) {
+		return
+	}
+	c.lastSeq[threadID] = seq
+	hs := c.held[threadID]
+	i := 0
+	for ; i < len(hs) && hs[i].seq <= seq+1; i++ {
+		if hs[i].seq <= seq {
+			continue
+		}
+		if hs[i].f != nil && !c.enqueue(hs[i].f) {
+			return
+		}
+		seq = hs[i].seq
+		c.lastSeq[threadID] = seq
+	}
+	c.dropHeldLocked(threadID, i)
+}
+
+// holdLocked keeps a message that overtook an earlier one; false when too much is held.
+func (c *Conn) holdLocked(threadID string, seq int64, f *outFrame) bool {
+	if c.heldN >= maxHeld {
+		return false
+	}
+	if c.held == nil {
+		c.held = map[string][]heldMsg{}
+	}
+	hs := c.held[threadID]
+	i := len(hs)
+	for i > 0 && hs[i-1].seq > seq {
+		i--
+	}
+	if i > 0 && hs[i-1].seq == seq {
+		return true // already held
+	}
+	hs = append(hs, heldMsg{})
+	copy(hs[i+1:], hs[i:])
+	hs[i] = heldMsg{seq: seq, f: f}
+	c.held[threadID] = hs
+	if c.heldN == 0 {
+		c.heldFrom = time.Now()
+		c.hub.noteHeld(c)
+	}
+	c.heldN++
+	return true
+}
+
+// dropHeldLocked forgets the first n held messages of a thread.
+func (c *Conn) dropHeldLocked(threadID string, n int) {
+	if n == 0 {
+		return
+	}
+	hs := c.held[threadID]
+	c.heldN -= n
+	if n >= len(hs) {
+		delete(c.held, threadID)
+	} else {
+		c.held[threadID] = append(hs[:0], hs[n:]...)
+	}
+}
+
+// heldGaps returns, per thread, the highest held seq when messages have been held for
+// longer than wait (the gap is then filled from the store); otherwise nil.
+func (c *Conn) heldGaps(wait time.Duration) map[string]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.heldN == 0 || time.Since(c.heldFrom) < wait {
+		return nil
+	}
+	out := make(map[string]int64, len(c.held))
+	for t, hs := range c.held {
+		if len(hs) > 0 {
+			out[t] = hs[len(hs)-1].seq
+		}
+	}
+	return out
 }
 
 // startUnknown is deliverLive's gap start for a thread the socket has no position
@@ -261,7 +407,8 @@ func (c *Conn) deliverLive(m *chat.Message, f *outFrame) (gapFrom int64, ok bool
 const startUnknown = -1
 
 // queueInOrder queues fetched messages beyond the thread's position, in order. Used by
-// gap fills and hand-off repair; frames are encoded here because they are per socket.
+// gap fills and hand-off repair. A message this socket holds already goes out with its
+// held frame (or, for its own message, not at all); others are encoded here.
 func (c *Conn) queueInOrder(threadID string, msgs []chat.Message) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -280,12 +427,32 @@ func (c *Conn) queueInOrder(threadID string, msgs []chat.Message) {
 		if m.Seq != last+1 && last != 0 {
 			break // the store is missing a seq: leave it for the next fill
 		}
-		if !c.enqueue(newFrame("message", EncodeMessage(m))) {
+		var f *outFrame
+		own := false
+		for _, h := range c.held[threadID] {
+			if h.seq == m.Seq {
+				f, own = h.f, h.f == nil
+				break
+			}
+		}
+		if f == nil && !own {
+			f = newFrame("message", EncodeMessage(m))
+		}
+		if f != nil && !c.enqueue(f) {
 			return
 		}
 		last = m.Seq
 	}
 	c.lastSeq[threadID] = last
+	// Whatever is held up to the new position is out (or was own): drop it, and go
+	// on with held messages that now follow in order.
+	hs := c.held[threadID]
+	n := 0
+	for n < len(hs) && hs[n].seq <= last {
+		n++
+	}
+	c.dropHeldLocked(threadID, n)
+	c.advanceLocked(threadID, last, nil)
 }
 
 // position returns the thread's position and whether it is known.

@@ -43,6 +43,7 @@ func (h *Hub) handleSend(ctx context.Context, c *Conn, f *InFrame) {
 		h.metrics.Sends.WithLabelValues("repeat").Inc()
 	}
 	c.enqueue(newFrame("sent", encode(sentFrame{Type: "sent", ClientMsgID: f.ClientMsgID, Message: &st.Message})))
+	c.noteSent(&st.Message)
 	h.svc.Deliver(ctx, st, c.id)
 }
 

@@ -66,8 +66,11 @@ type Hub struct {
 	log      *slog.Logger
 	upgrader websocket.Upgrader
 
-	shards   [shardCount]shard
-	count    atomic.Int64
+	shards [shardCount]shard
+	count  atomic.Int64
+
+	heldMu   sync.Mutex
+	heldBy   map[*Conn]struct{} // sockets holding messages back for a gap
 	draining atomic.Bool
 	conns    sync.WaitGroup
 }
@@ -251,6 +254,62 @@ func (h *Hub) DeliverMessage(ctx context.Context, m *chat.Message, recipients []
 	return results
 }
 
+// noteHeld records that c holds messages back, for Run to check.
+func (h *Hub) noteHeld(c *Conn) {
+	h.heldMu.Lock()
+	if h.heldBy == nil {
+		h.heldBy = map[*Conn]struct{}{}
+	}
+	h.heldBy[c] = struct{}{}
+	h.heldMu.Unlock()
+}
+
+// gapWait is how long a socket holds a message that overtook an earlier one before the
+// gap is filled from the store: long enough for the earlier one, a few hundred
+// microseconds behind on another goroutine or host, to arrive on its own.
+const gapWait = 20 * time.Millisecond
+
+// Run fills the gaps that did not close by themselves, until ctx ends.
+func (h *Hub) Run(ctx context.Context) {
+	t := time.NewTicker(gapWait / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		h.heldMu.Lock()
+		var cs []*Conn
+		for c := range h.heldBy {
+			cs = append(cs, c)
+		}
+		h.heldMu.Unlock()
+		for _, c := range cs {
+			gaps := c.heldGaps(gapWait)
+			for threadID, upTo := range gaps {
+				last, _ := c.position(threadID)
+				fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				h.fill(fctx, c, threadID, last, upTo)
+				cancel()
+			}
+			c.mu.Lock()
+			empty := c.heldN == 0
+			c.mu.Unlock()
+			select {
+			case <-c.done:
+				empty = true
+			default:
+			}
+			if empty {
+				h.heldMu.Lock()
+				delete(h.heldBy, c)
+				h.heldMu.Unlock()
+			}
+		}
+	}
+}
+
 // fill queues the thread's messages (from, upTo] to c from the store: the path taken
 // when a message overtook an earlier one between hosts, or a hand-off was missed.
 func (h *Hub) fill(ctx context.Context, c *Conn, threadID string, from, upTo int64) {
@@ -303,10 +362,8 @@ func (h *Hub) DeliverTyping(threadID, userID string, recipients []chat.Recipient
 			if c.id == exceptConnID || (len(r.ConnIDs) > 0 && !contains(r.ConnIDs, c.id)) {
 				continue
 			}
-			select {
-			case c.send <- f:
+			if c.q.push(f) { // a full queue drops the notice rather than the socket
 				results = append(results, chat.DeliveryResult{UserID: r.UserID, ConnID: c.id, Status: chat.StatusDelivered})
-			default:
 			}
 		}
 	}
@@ -419,24 +476,23 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c := &Conn{
 		hub: h, ws: wsConn, id: chat.NewID(), user: chat.User{ID: sess.UserID, Username: sess.Username},
-		sess: sess, since: time.Now().UTC(), send: make(chan *outFrame, h.cfg.SendQueue), done: make(chan struct{}),
+		sess: sess, since: time.Now().UTC(), q: newQueue(h.cfg.SendQueue), done: make(chan struct{}),
 		typing:  rate.NewLimiter(rate.Limit(h.cfg.TypingRate), int(max(1, h.cfg.TypingRate))),
 		syncing: true, pending: map[string]int64{}, lastSeq: map[string]int64{},
 	}
+	// The socket outlives the upgrade request: its requests run under a context of
+	// its own, which Close cancels.
+	ctx, cancel := context.WithCancel(context.Background()) //nolint:gosec // see above
+	c.cancel = cancel
 	h.conns.Add(1)
 	go c.writeLoop()
-	go h.run(c) //nolint:gosec // the socket outlives the upgrade request; run owns its own context
+	go h.run(ctx, c)
 }
 
 // run owns a socket from hello to close: it is the socket's reader goroutine.
-func (h *Hub) run(c *Conn) {
+func (h *Hub) run(ctx context.Context, c *Conn) {
 	defer h.conns.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		<-c.done
-		cancel()
-	}()
+	defer c.cancel()
 	c.enqueue(newFrame("hello", encode(helloFrame{Type: "hello", User: c.user, ConnID: c.id, HostID: h.cfg.HostID})))
 	h.add(c)
 	if h.draining.Load() { // lost a race with Drain
@@ -477,12 +533,8 @@ func (h *Hub) catchUp(ctx context.Context, c *Conn) {
 	}
 	for {
 		// Leave room for what live delivery may add before `synced` goes out.
-		for len(c.send) > cap(c.send)-cap(c.send)/4 {
-			select {
-			case <-time.After(5 * time.Millisecond):
-			case <-c.done:
-				return
-			}
+		if !c.waitQueueBelow(ctx, c.q.max-c.q.max/4) {
+			return
 		}
 		c.mu.Lock()
 		var behind map[string]int64
@@ -537,14 +589,8 @@ func (h *Hub) push(ctx context.Context, c *Conn, threadID string, from, upTo int
 			// bring (sent, pong, sync_result, error), which is queued without waiting:
 			// a full queue would close with 1013 a client that reads at its link's pace
 			// and sends while catching up.
-			for len(c.send) >= cap(c.send)-cap(c.send)/4 {
-				select {
-				case <-time.After(5 * time.Millisecond):
-				case <-c.done:
-					return false
-				case <-ctx.Done():
-					return false
-				}
+			if !c.waitQueueBelow(ctx, c.q.max-c.q.max/4-1) {
+				return false
 			}
 			if !c.enqueueWait(ctx, newFrame("message", EncodeMessage(&msgs[i]))) {
 				return false
