@@ -146,7 +146,16 @@ func (r *Registry) CountLive(ctx context.Context, userID string) (int, error) {
 		return 0, err
 	}
 	n := 0
+	reloaded := false
 	for _, c := range m[userID] {
+		if !r.dir.AliveInstance(c.HostID, c.Instance) && !reloaded {
+			// The view is up to a second old: the sockets of a host that joined or
+			// restarted since would not count, and the user could pass the limit.
+			reloaded = true
+			if hosts, err := r.store.Hosts(ctx); err == nil {
+				r.dir.Update(hosts)
+			}
+		}
 		if r.dir.AliveInstance(c.HostID, c.Instance) {
 			n++
 		}

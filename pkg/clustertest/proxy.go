@@ -1,0 +1,146 @@
+package clustertest
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Proxy is a TCP proxy on a loopback port of its own, put in front of a host's
+// internal listener, Postgres or Redis to cut the link on demand. The target may be
+// set after the proxy listens, so a host can be started with the proxy's URL before
+// its own port is known.
+type Proxy struct {
+	ln net.Listener
+
+	mu     sync.Mutex
+	target string
+	cut    bool
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup
+}
+
+// NewProxy listens on a free loopback port and forwards every connection to target
+// (which may be empty until SetTarget). It is closed when the test ends.
+func NewProxy(tb testing.TB, target string) *Proxy {
+	tb.Helper()
+	ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("proxy listen: %v", err)
+	}
+	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p.wg.Add(1)
+	go p.accept()
+	tb.Cleanup(p.Close)
+	return p
+}
+
+// Addr is the proxy's host:port.
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// URL is "http://" + Addr.
+func (p *Proxy) URL() string { return "http://" + p.Addr() }
+
+// SetTarget sets where new connections go.
+func (p *Proxy) SetTarget(target string) {
+	p.mu.Lock()
+	p.target = target
+	p.mu.Unlock()
+}
+
+// Cut closes every open connection and closes new ones as soon as they are accepted,
+// until Restore.
+func (p *Proxy) Cut() {
+	p.mu.Lock()
+	p.cut = true
+	for c := range p.conns {
+		_ = c.Close()
+	}
+	p.mu.Unlock()
+}
+
+// Restore lets new connections through again.
+func (p *Proxy) Restore() {
+	p.mu.Lock()
+	p.cut = false
+	p.mu.Unlock()
+}
+
+// Close stops the proxy and closes every connection.
+func (p *Proxy) Close() {
+	_ = p.ln.Close()
+	p.Cut()
+	p.wg.Wait()
+}
+
+func (p *Proxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		target, cut := p.target, p.cut
+		p.mu.Unlock()
+		if cut || target == "" {
+			_ = c.Close()
+			continue
+		}
+		p.wg.Add(1)
+		go p.pipe(c, target)
+	}
+}
+
+// track adds (or removes) a connection; it refuses to add while cut.
+func (p *Proxy) track(c net.Conn, add bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !add {
+		delete(p.conns, c)
+		return true
+	}
+	if p.cut {
+		return false
+	}
+	p.conns[c] = struct{}{}
+	return true
+}
+
+func (p *Proxy) pipe(client net.Conn, target string) {
+	defer p.wg.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	server, err := new(net.Dialer).DialContext(ctx, "tcp", target)
+	cancel()
+	if err != nil {
+		_ = client.Close()
+		return
+	}
+	if !p.track(client, true) {
+		_ = client.Close()
+		_ = server.Close()
+		return
+	}
+	if !p.track(server, true) {
+		p.track(client, false)
+		_ = client.Close()
+		_ = server.Close()
+		return
+	}
+	done := make(chan struct{}, 2)
+	cp := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		_ = dst.Close()
+		_ = src.Close()
+		done <- struct{}{}
+	}
+	go cp(server, client)
+	go cp(client, server)
+	<-done
+	<-done
+	p.track(client, false)
+	p.track(server, false)
+}
