@@ -131,7 +131,7 @@ func (a *apiClient) registerLogin(ctx context.Context, base, name string) (*user
 	creds := map[string]string{"username": name, "password": benchPassword}
 	err := a.do(ctx, http.MethodPost, base+"/api/v1/auth/register", "", creds, nil)
 	var ae *apiError
-	if err != nil && !(errors.As(err, &ae) && ae.Code == "username_taken") {
+	if err != nil && (!errors.As(err, &ae) || ae.Code != "username_taken") {
 		return nil, fmt.Errorf("register %s: %w", name, err)
 	}
 	var res struct {

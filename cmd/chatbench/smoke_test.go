@@ -58,7 +58,10 @@ func startCluster(t *testing.T) []string {
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Logf("cluster stopped: %v", err)
+			}
 		case <-time.After(20 * time.Second):
 			t.Error("cluster did not stop within 20 s")
 		}

@@ -56,7 +56,10 @@ func startDev(t *testing.T) *dev.Cluster {
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("dev cluster stopped with %v", err)
+			}
 		case <-time.After(20 * time.Second):
 			t.Error("dev cluster did not stop within 20 s")
 		}

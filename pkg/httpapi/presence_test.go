@@ -32,6 +32,9 @@ func (s *testServer) dialWS(tb testing.TB, u testUser) *websocket.Conn {
 	tb.Helper()
 	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
 	c, resp, err := d.Dial("ws://"+s.Addr+"/ws", http.Header{"Authorization": {"Bearer " + u.Token}})
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
 	if err != nil {
 		tb.Fatalf("dial /ws: %v (%v)", err, resp)
 	}

@@ -127,7 +127,7 @@ func TestSessions(t *testing.T) {
 			checkFor(t, 3*time.Second, 20*time.Millisecond, func() error {
 				_, err := e.Store.Session(t.Context(), hash)
 				if chat.ErrorCode(err) != chat.EUnauthenticated {
-					return fmt.Errorf("session still there: %v", err)
+					return fmt.Errorf("session still there: %w", err)
 				}
 				return nil
 			})
