@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -347,4 +349,38 @@ func FuzzLoad(f *testing.F) {
 		}
 		_ = cfg.Validate(config.Requirements{Stores: true})
 	})
+}
+
+// TestExampleFileDocumentsEverySetting keeps configs/chatd.yaml in step with Config:
+// every setting has its key there, and loading the file gives the built-in defaults.
+func TestExampleFileDocumentsEverySetting(t *testing.T) {
+	t.Parallel()
+	const path = "../../configs/chatd.yaml"
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	typ := reflect.TypeOf(config.Config{})
+	for i := 0; i < typ.NumField(); i++ {
+		env := typ.Field(i).Tag.Get("env")
+		if env == "" || env == "-" {
+			continue
+		}
+		key := config.FileKey(env)
+		if !regexp.MustCompile(`(?m)^#?\s*` + regexp.QuoteMeta(key) + `:`).Match(raw) {
+			t.Errorf("configs/chatd.yaml does not document %s (%s)", key, env)
+		}
+	}
+	fromFile, err := config.Load("test", []string{"--config", path}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatalf("load %s: %v", path, err)
+	}
+	defaults, err := config.Load("test", nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromFile.File = ""
+	if !reflect.DeepEqual(fromFile, defaults) {
+		t.Errorf("configs/chatd.yaml does not load to the defaults:\nfile:     %+v\ndefaults: %+v", fromFile, defaults)
+	}
 }
