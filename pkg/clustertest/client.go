@@ -269,6 +269,9 @@ type DialOptions struct {
 	// RecvBuf sets the socket's receive buffer (SO_RCVBUF) before connecting, so a
 	// client that does not read fills up after little data.
 	RecvBuf int
+	// Addr, when set, is the host:port dialed instead of the host's public listener
+	// (a Proxy in front of it); the request still names the host's own address.
+	Addr string
 }
 
 // Handshake is the HTTP answer to an upgrade request: 101 for a socket, else the
@@ -294,6 +297,15 @@ func DialWith(h *Host, o DialOptions) (*Client, Handshake, error) {
 			return serr
 		}}
 		d.NetDialContext = nd.DialContext
+	}
+	if o.Addr != "" {
+		next := d.NetDialContext
+		if next == nil {
+			next = new(net.Dialer).DialContext
+		}
+		d.NetDialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return next(ctx, network, o.Addr)
+		}
 	}
 	hdr := http.Header{}
 	if o.Token != "" {
@@ -388,6 +400,17 @@ func (c *Client) Frames() []Frame {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.frames)
+}
+
+// FramesFrom returns a copy of the frames received from index i on, and the index to
+// ask from next time: a reader that polls pays for the new frames only.
+func (c *Client) FramesFrom(i int) ([]Frame, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i >= len(c.frames) {
+		return nil, len(c.frames)
+	}
+	return slices.Clone(c.frames[i:]), len(c.frames)
 }
 
 // Closed returns the close code once the connection has ended (-1 when it ended

@@ -55,18 +55,54 @@ import (
 // prebuilt binary.
 const BinaryEnv = "CLUSTERTEST_CHATD"
 
+// ChatctlEnv names the environment variable holding the chatctl executable that
+// Cluster.Chatctl runs; TestMain builds it once and sets it.
+const ChatctlEnv = "CLUSTERTEST_CHATCTL"
+
 // LogsEnv, when set to anything, prints every host's log at the end of each test, not
 // only of failed ones.
 const LogsEnv = "CLUSTERTEST_LOGS"
 
 // BuildChatd builds cmd/chatd into dir and returns the executable's path.
 func BuildChatd(ctx context.Context, dir string) (string, error) {
-	out := filepath.Join(dir, "chatd")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/switchboard-chat/switchboard/cmd/chatd")
+	return buildCmd(ctx, dir, "chatd")
+}
+
+// BuildChatctl builds cmd/chatctl into dir and returns the executable's path.
+func BuildChatctl(ctx context.Context, dir string) (string, error) {
+	return buildCmd(ctx, dir, "chatctl")
+}
+
+func buildCmd(ctx context.Context, dir, name string) (string, error) {
+	out := filepath.Join(dir, name)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/switchboard-chat/switchboard/cmd/"+name) //nolint:gosec // G204: a fixed package of this module
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build cmd/chatd: %w\n%s", err, b)
+		return "", fmt.Errorf("go build cmd/%s: %w\n%s", name, err, b)
 	}
 	return out, nil
+}
+
+// Chatctl runs chatctl with args against the cluster's stores (its database, Redis
+// and prefix) and returns its standard output; a non-zero exit fails the test.
+func (c *Cluster) Chatctl(tb testing.TB, args ...string) []byte {
+	tb.Helper()
+	bin := os.Getenv(ChatctlEnv)
+	if bin == "" {
+		tb.Fatalf("clustertest: %s is not set; TestMain builds chatctl and sets it", ChatctlEnv)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...) //nolint:gosec // G204: the chatctl TestMain built
+	cmd.Env = environ(map[string]string{
+		"CHAT_DATABASE_URL": c.DatabaseURL, "CHAT_REDIS_URL": c.RedisURL, "CHAT_REDIS_PREFIX": c.RedisPrefix,
+		"CHAT_HOST_TTL": c.hostTTL,
+	})
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		tb.Fatalf("chatctl %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
+	}
+	return stdout.Bytes()
 }
 
 // CheckFor calls f every `every` until it returns nil, and fails the test with f's
@@ -117,7 +153,11 @@ type Cluster struct {
 	RedisPrefix string
 	Secret      string
 
-	tb testing.TB
+	tb      testing.TB
+	hostTTL string // CHAT_HOST_TTL of the hosts, for chatctl's view of who is alive
+
+	storeOnce sync.Once
+	store     *redis.Store
 }
 
 // Host is one chatd serve process. Its methods are safe for concurrent use.
@@ -181,6 +221,10 @@ func StartCluster(tb testing.TB, n int, opts Options) *Cluster {
 	}
 	for k, v := range opts.Env {
 		base[k] = v
+	}
+	c.hostTTL = base["CHAT_HOST_TTL"]
+	if c.hostTTL == "" {
+		c.hostTTL = "6s"
 	}
 	logDir := tb.TempDir()
 	for i := 0; i < n; i++ {
@@ -286,6 +330,22 @@ func (c *Cluster) Redis(tb testing.TB) *redis.Store {
 	client := goredis.NewClient(opt)
 	tb.Cleanup(func() { _ = client.Close() })
 	return redis.New(client, redis.Config{Prefix: c.RedisPrefix}, nil)
+}
+
+// redisStore is one shared store on the cluster's Redis and prefix (as Redis), for
+// helpers that must not fail a test; it is closed when the test ends.
+func (c *Cluster) redisStore() *redis.Store {
+	c.storeOnce.Do(func() {
+		opt, err := goredis.ParseURL(c.RedisURL)
+		if err != nil {
+			panic(fmt.Sprintf("redis url %q: %v", c.RedisURL, err)) // StartCluster parsed it already
+		}
+		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = time.Second, time.Second, time.Second
+		client := goredis.NewClient(opt)
+		c.tb.Cleanup(func() { _ = client.Close() })
+		c.store = redis.New(client, redis.Config{Prefix: c.RedisPrefix}, nil)
+	})
+	return c.store
 }
 
 // DB opens the cluster's database, to look at what the hosts stored. It is closed

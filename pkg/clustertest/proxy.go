@@ -2,7 +2,6 @@ package clustertest
 
 import (
 	"context"
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -21,6 +20,9 @@ type Proxy struct {
 	cut    bool
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
+	// thaw is non-nil while frozen: closed by Unfreeze.
+	thaw   chan struct{}
+	closed chan struct{} // closed by Close
 }
 
 // NewProxy listens on a free loopback port and forwards every connection to target
@@ -31,7 +33,7 @@ func NewProxy(tb testing.TB, target string) *Proxy {
 	if err != nil {
 		tb.Fatalf("proxy listen: %v", err)
 	}
-	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}, closed: make(chan struct{})}
 	p.wg.Add(1)
 	go p.accept()
 	tb.Cleanup(p.Close)
@@ -69,10 +71,51 @@ func (p *Proxy) Restore() {
 	p.mu.Unlock()
 }
 
+// Freeze stops forwarding bytes in both directions without closing anything: every
+// open connection looks, to both ends, like a peer that vanished without a FIN (a
+// half-open connection). New connections are accepted and frozen too. Unfreeze
+// resumes.
+func (p *Proxy) Freeze() {
+	p.mu.Lock()
+	if p.thaw == nil {
+		p.thaw = make(chan struct{})
+	}
+	p.mu.Unlock()
+}
+
+// Unfreeze forwards again what Freeze held.
+func (p *Proxy) Unfreeze() {
+	p.mu.Lock()
+	if p.thaw != nil {
+		close(p.thaw)
+		p.thaw = nil
+	}
+	p.mu.Unlock()
+}
+
+// gate blocks while the proxy is frozen; it returns false when done closes first.
+func (p *Proxy) gate(done <-chan struct{}) bool {
+	for {
+		p.mu.Lock()
+		thaw := p.thaw
+		p.mu.Unlock()
+		if thaw == nil {
+			return true
+		}
+		select {
+		case <-thaw:
+		case <-done:
+			return false
+		}
+	}
+}
+
 // Close stops the proxy and closes every connection.
 func (p *Proxy) Close() {
 	_ = p.ln.Close()
+	p.Unfreeze()
 	p.Cut()
+	close(p.closed)
 	p.wg.Wait()
 }
 
@@ -132,7 +175,22 @@ func (p *Proxy) pipe(client net.Conn, target string) {
 	}
 	done := make(chan struct{}, 2)
 	cp := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				// Frozen: hold the bytes read (and stop reading, so TCP backs up).
+				if !p.gate(p.closed) {
+					break
+				}
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
 		_ = dst.Close()
 		_ = src.Close()
 		done <- struct{}{}

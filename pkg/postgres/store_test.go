@@ -123,7 +123,6 @@ func wantCode(tb testing.TB, err error, want string) {
 	}
 }
 
-
 func usernames(us []chat.User) []string {
 	out := make([]string, 0, len(us))
 	for _, u := range us {
