@@ -1,17 +1,13 @@
 package postgres
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"time"
-
-	"gorm.io/gorm"
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
 )
@@ -166,148 +162,92 @@ func (c *committer) commit(batch []*sendReq) {
 	}
 }
 
-// SQL of createMessages (PostgreSQL only).
-const (
-	// Locks the batch's threads in id order (no deadlock between committers) and reads
-	// their members under the lock, in one round trip.
-	lockThreadsSQL = `SELECT t.id, t.last_seq, m.user_id FROM threads t
-JOIN thread_members m ON m.thread_id = t.id
-WHERE t.id IN ? ORDER BY t.id FOR UPDATE OF t`
-	existingSQL = messageColumns + ` WHERE sender_id IN ? AND client_msg_id IN ?`
-)
-
-// createMessages stores a batch in one transaction; results are in batch order. A
-// unique violation (a concurrent repeat stored elsewhere) rolls it all back.
+// createMessages stores a batch with one call of store_messages (migration 0002): one
+// round trip and one commit. Results are in batch order; repeats answer the first
+// message, read in one query after the commit.
 func (d *DB) createMessages(ctx context.Context, batch []*sendReq) ([]sendRes, error) {
 	now := d.nowUTC()
-	res := make([]sendRes, len(batch))
-	var threadIDs, senders, cmids []string
-	for _, r := range batch {
-		if !slices.Contains(threadIDs, r.m.ThreadID) {
-			threadIDs = append(threadIDs, r.m.ThreadID)
-		}
-		senders = append(senders, r.m.SenderID)
-		cmids = append(cmids, r.m.ClientMsgID)
+	n := len(batch)
+	ids, threads, senders, cmids, bodies := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	for i, r := range batch {
+		ids[i], threads[i], senders[i], cmids[i], bodies[i] = chat.NewID(), r.m.ThreadID, r.m.SenderID, r.m.ClientMsgID, r.m.Body
 	}
-	// Repeats of messages already stored need no lock: answer them from the table.
-	existing, err := queryMessages(d.gdb.WithContext(ctx), existingSQL, senders, cmids)
+	rows, err := d.gdb.WithContext(ctx).Raw(`SELECT idx, seq, coalesce(members, ''), status FROM store_messages(?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::text[], ?)`,
+		pgArray(ids), pgArray(threads), pgArray(senders), pgArray(cmids), pgArray(bodies), now).Rows()
 	if err != nil {
 		return nil, err
 	}
-	type key struct{ sender, cmid string }
-	first := make(map[key]chat.Message, len(existing))
-	for _, m := range existing {
-		first[key{m.SenderID, m.ClientMsgID}] = m
+	defer rows.Close()
+	res := make([]sendRes, n)
+	var repeats []int
+	for rows.Next() {
+		var (
+			idx            int
+			seq            int64
+			members, state string
+		)
+		if err := rows.Scan(&idx, &seq, &members, &state); err != nil {
+			return nil, err
+		}
+		i := idx - 1
+		if i < 0 || i >= n {
+			return nil, fmt.Errorf("store_messages answered index %d of %d", idx, n)
+		}
+		m := batch[i].m
+		switch state {
+		case "created":
+			res[i] = sendRes{st: chat.Stored{Created: true, Members: strings.Split(members, ","), Message: chat.Message{
+				ID: ids[i], ThreadID: m.ThreadID, Seq: seq, SenderID: m.SenderID, ClientMsgID: m.ClientMsgID, Body: m.Body, CreatedAt: now}}}
+		case "not_member":
+			res[i] = sendRes{err: errNotMember()}
+		default:
+			repeats = append(repeats, i)
+		}
 	}
-	err = d.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		rows, err := tx.Raw(lockThreadsSQL, threadIDs).Rows()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, i := range repeats {
+		m := batch[i].m
+		first, err := d.messageByClientMsgID(ctx, m.SenderID, m.ClientMsgID)
 		if err != nil {
-			return fmt.Errorf("lock threads: %w", err)
+			res[i] = sendRes{err: fmt.Errorf("create message: read the first of a repeat: %w", err)}
+			continue
 		}
-		lastSeq := map[string]int64{}
-		members := map[string][]string{}
-		for rows.Next() {
-			var id, user string
-			var seq int64
-			if err := rows.Scan(&id, &seq, &user); err != nil {
-				rows.Close()
-				return err
+		// A repeat within this very batch may have been created just now.
+		members := []string(nil)
+		for j := range res {
+			if res[j].st.Created && res[j].st.Message.ThreadID == m.ThreadID {
+				members = res[j].st.Members
+				break
 			}
-			lastSeq[id] = seq
-			members[id] = append(members[id], user)
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
+		if members == nil {
+			members, _ = d.MemberIDs(ctx, m.ThreadID)
 		}
-		var ins []chat.Message
-		inBatch := map[key]int{} // key -> index in batch of the message stored for it
-		readMark := map[[2]string]int64{}
-		for i, r := range batch {
-			m := r.m
-			if !slices.Contains(members[m.ThreadID], m.SenderID) {
-				res[i] = sendRes{err: errNotMember()}
-				continue
-			}
-			k := key{m.SenderID, m.ClientMsgID}
-			if msg, ok := first[k]; ok {
-				res[i] = sendRes{st: chat.Stored{Message: msg, Members: members[m.ThreadID]}}
-				continue
-			}
-			if j, ok := inBatch[k]; ok {
-				res[i] = sendRes{st: chat.Stored{Message: res[j].st.Message, Members: members[m.ThreadID]}}
-				continue
-			}
-			lastSeq[m.ThreadID]++
-			msg := chat.Message{ID: chat.NewID(), ThreadID: m.ThreadID, Seq: lastSeq[m.ThreadID], SenderID: m.SenderID,
-				ClientMsgID: m.ClientMsgID, Body: m.Body, CreatedAt: now}
-			ins = append(ins, msg)
-			inBatch[k] = i
-			readMark[[2]string{m.ThreadID, m.SenderID}] = msg.Seq
-			res[i] = sendRes{st: chat.Stored{Message: msg, Created: true, Members: members[m.ThreadID]}}
-		}
-		if len(ins) == 0 {
-			return nil
-		}
-		var sb strings.Builder
-		args := make([]any, 0, 7*len(ins))
-		sb.WriteString(`INSERT INTO messages (id, thread_id, seq, sender_id, client_msg_id, body, created_at) VALUES `)
-		for i, m := range ins {
-			if i > 0 {
-				sb.WriteByte(',')
-			}
-			sb.WriteString(`(?, ?, ?, ?, ?, ?, ?)`)
-			args = append(args, m.ID, m.ThreadID, m.Seq, m.SenderID, m.ClientMsgID, m.Body, m.CreatedAt)
-		}
-		if err := tx.Exec(sb.String(), args...).Error; err != nil {
-			return err
-		}
-		// Lock the senders' memberships in the one order every multi-row writer of
-		// thread_members uses (see Ack), then one statement moves every thread's
-		// last_seq and every sender's read mark.
-		marks := make([]chat.AckUpdate, 0, len(readMark))
-		for k, seq := range readMark {
-			marks = append(marks, chat.AckUpdate{ThreadID: k[0], UserID: k[1], Seq: seq})
-		}
-		slices.SortFunc(marks, func(a, b chat.AckUpdate) int {
-			return cmp.Or(cmp.Compare(a.ThreadID, b.ThreadID), cmp.Compare(a.UserID, b.UserID))
-		})
-		if err := lockMembers(tx, marks); err != nil {
-			return err
-		}
-		sb.Reset()
-		args = args[:0]
-		sb.WriteString(`WITH t(id, seq) AS (VALUES `)
-		n := 0
-		for _, id := range threadIDs {
-			if _, ok := members[id]; !ok {
-				continue
-			}
-			if n > 0 {
-				sb.WriteByte(',')
-			}
-			sb.WriteString(`(?::uuid, ?::bigint)`)
-			args = append(args, id, lastSeq[id])
-			n++
-		}
-		sb.WriteString(`), r(thread_id, user_id, seq) AS (VALUES `)
-		for i, m := range marks {
-			if i > 0 {
-				sb.WriteByte(',')
-			}
-			sb.WriteString(`(?::uuid, ?::uuid, ?::bigint)`)
-			args = append(args, m.ThreadID, m.UserID, m.Seq)
-		}
-		sb.WriteString(`), ut AS (UPDATE threads SET last_seq = t.seq,
-  last_activity_at = CASE WHEN last_activity_at < ? THEN ? ELSE last_activity_at END
-  FROM t WHERE threads.id = t.id AND threads.last_seq < t.seq RETURNING 1)
-UPDATE thread_members SET read_seq = r.seq FROM r
-WHERE thread_members.thread_id = r.thread_id AND thread_members.user_id = r.user_id AND thread_members.read_seq < r.seq`)
-		args = append(args, now, now)
-		return tx.Exec(sb.String(), args...).Error
-	})
-	if err != nil {
-		return nil, err
+		res[i] = sendRes{st: chat.Stored{Message: first, Members: members}}
 	}
 	return res, nil
+}
+
+// pgArray renders a text array literal, quoting every element, so that a batch goes
+// as one parameter per column whatever its size (one prepared statement for all).
+func pgArray(vs []string) string {
+	var sb strings.Builder
+	sb.WriteByte('{')
+	for i, v := range vs {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteByte('"')
+		for j := 0; j < len(v); j++ {
+			if v[j] == '"' || v[j] == '\\' {
+				sb.WriteByte('\\')
+			}
+			sb.WriteByte(v[j])
+		}
+		sb.WriteByte('"')
+	}
+	sb.WriteByte('}')
+	return sb.String()
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -45,14 +46,13 @@ func (d *DB) CreateMessage(ctx context.Context, m chat.NewMessage) (chat.Stored,
 
 // createMessage stores one message in its own transaction.
 func (d *DB) createMessage(ctx context.Context, m chat.NewMessage) (chat.Stored, error) {
+	if d.dialect == dialectPostgres {
+		return d.createMessageOneTrip(ctx, m)
+	}
 	var st chat.Stored
 	err := d.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var err error
-		if d.dialect == dialectPostgres {
-			st, err = createMessageTxPG(tx, m, d.nowUTC())
-		} else {
-			st, err = createMessageTx(tx, m, d.nowUTC())
-		}
+		st, err = createMessageTx(tx, m, d.nowUTC())
 		return err
 	})
 	switch {
@@ -133,61 +133,32 @@ func createMessageTx(tx *gorm.DB, m chat.NewMessage, now time.Time) (chat.Stored
 	return chat.Stored{Message: msg, Created: true, Members: members}, nil
 }
 
-// storeMessagePGSQL inserts the message, moves the sender's read mark and reads the
-// members in one round trip (PostgreSQL: data-modifying CTEs). It runs after nextSeqSQL
-// took the thread's lock, so its snapshot sees every membership committed before: a
-// member added concurrently is a recipient. inserted is 0 for a repeat.
-const storeMessagePGSQL = `WITH ins AS (
-  INSERT INTO messages (id, thread_id, seq, sender_id, client_msg_id, body, created_at)
-  VALUES (?, ?, ?, ?, ?, ?, ?)
-  ON CONFLICT (sender_id, client_msg_id) DO NOTHING
-  RETURNING seq
-), rd AS (
-  UPDATE thread_members SET read_seq = ins.seq FROM ins
-  WHERE thread_members.thread_id = ? AND thread_members.user_id = ? AND thread_members.read_seq < ins.seq
-)
-SELECT (SELECT count(*) FROM ins), tm.user_id FROM thread_members tm WHERE tm.thread_id = ?`
-
-// createMessageTxPG is createMessageTx in three round trips instead of five (with
-// BEGIN and COMMIT: four instead of six), for PostgreSQL.
-func createMessageTxPG(tx *gorm.DB, m chat.NewMessage, now time.Time) (chat.Stored, error) {
-	var seq int64
-	err := scanRow(tx, nextSeqSQL, []any{now, now, m.ThreadID, m.SenderID}, &seq)
-	if errors.Is(err, sql.ErrNoRows) {
+// createMessageOneTrip stores a message with one call of store_message (migration
+// 0002) in autocommit: one network round trip and one commit.
+func (d *DB) createMessageOneTrip(ctx context.Context, m chat.NewMessage) (chat.Stored, error) {
+	now := d.nowUTC()
+	msg := chat.Message{ID: chat.NewID(), ThreadID: m.ThreadID, SenderID: m.SenderID, ClientMsgID: m.ClientMsgID, Body: m.Body, CreatedAt: now}
+	var members string
+	err := scanRow(d.gdb.WithContext(ctx), `SELECT seq, members FROM store_message(?, ?, ?, ?, ?, ?)`,
+		[]any{msg.ID, m.ThreadID, m.SenderID, m.ClientMsgID, m.Body, now}, &msg.Seq, &members)
+	switch {
+	case err == nil:
+		return chat.Stored{Message: msg, Created: true, Members: strings.Split(members, ",")}, nil
+	case sqlState(err) == "SB001":
 		return chat.Stored{}, errNotMember()
-	} else if err != nil {
-		return chat.Stored{}, fmt.Errorf("next seq: %w", err)
-	}
-	msg := chat.Message{
-		ID: chat.NewID(), ThreadID: m.ThreadID, Seq: seq, SenderID: m.SenderID,
-		ClientMsgID: m.ClientMsgID, Body: m.Body, CreatedAt: now,
-	}
-	rows, err := tx.Raw(storeMessagePGSQL, msg.ID, msg.ThreadID, msg.Seq, msg.SenderID, msg.ClientMsgID, msg.Body, msg.CreatedAt,
-		m.ThreadID, m.SenderID, m.ThreadID).Rows()
-	if err != nil {
-		return chat.Stored{}, fmt.Errorf("insert: %w", err)
-	}
-	defer rows.Close()
-	var members []string
-	inserted := int64(0)
-	for rows.Next() {
-		var user string
-		if err := rows.Scan(&inserted, &user); err != nil {
-			return chat.Stored{}, fmt.Errorf("insert: %w", err)
+	case isUniqueViolation(err):
+		first, ferr := d.messageByClientMsgID(ctx, m.SenderID, m.ClientMsgID)
+		if ferr != nil {
+			return chat.Stored{}, fmt.Errorf("create message: read the first of a repeat: %w", ferr)
 		}
-		members = append(members, user)
+		ids, ferr := d.MemberIDs(ctx, m.ThreadID)
+		if ferr != nil && chat.ErrorCode(ferr) != chat.ENotFound {
+			return chat.Stored{}, fmt.Errorf("create message: members: %w", ferr)
+		}
+		return chat.Stored{Message: first, Created: false, Members: ids}, nil
+	default:
+		return chat.Stored{}, fmt.Errorf("create message in thread %s: %w", m.ThreadID, err)
 	}
-	if err := rows.Err(); err != nil {
-		return chat.Stored{}, fmt.Errorf("insert: %w", err)
-	}
-	if !slices.Contains(members, m.SenderID) {
-		// Removed after the EXISTS above was evaluated, while we waited for the lock.
-		return chat.Stored{}, errNotMember()
-	}
-	if inserted == 0 {
-		return chat.Stored{Members: members}, errDuplicate
-	}
-	return chat.Stored{Message: msg, Created: true, Members: members}, nil
 }
 
 const messageColumns = `SELECT id, thread_id, seq, sender_id, client_msg_id, body, created_at FROM messages`
