@@ -58,6 +58,9 @@ type Service struct {
 	Hasher    PasswordHasher
 	Deliverer Deliverer
 	Hosts     HostDirectory
+	// Observe, when set, is told how long each stage of Send took ("validate": checks
+	// and the rate limit; "store": the durable write), for the per-stage histograms.
+	Observe func(stage string, d time.Duration)
 
 	cfg ServiceConfig
 	log *slog.Logger
@@ -447,6 +450,7 @@ type SendRequest struct {
 // never waits on other hosts. Errors: EInvalid, ETooLarge, ENotMember, ERateLimited,
 // EUnavailable.
 func (s *Service) Send(ctx context.Context, sess Session, req SendRequest) (Stored, error) {
+	start := time.Now()
 	if err := ValidateClientMsgID(req.ClientMsgID); err != nil {
 		return Stored{}, err
 	}
@@ -463,9 +467,16 @@ func (s *Service) Send(ctx context.Context, sess Session, req SendRequest) (Stor
 	} else if !ok {
 		return Stored{}, RateLimited(retry)
 	}
+	stored := time.Now()
+	if s.Observe != nil {
+		s.Observe("validate", stored.Sub(start))
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
 	defer cancel()
 	st, err := s.Store.CreateMessage(ctx, NewMessage{ThreadID: req.ThreadID, SenderID: sess.UserID, ClientMsgID: req.ClientMsgID, Body: req.Body})
+	if s.Observe != nil && err == nil {
+		s.Observe("store", time.Since(stored))
+	}
 	return st, unavailable(err, "database")
 }
 

@@ -71,6 +71,7 @@ func New(cfg *config.Config, opts Options, log *slog.Logger) (*Host, error) {
 			ThreadMembers: cfg.LimitThreadMembers, BodyBytes: cfg.LimitBodyBytes,
 		},
 	}, log)
+	svc.Observe = func(stage string, d time.Duration) { m.Stage.WithLabelValues(stage).Observe(d.Seconds()) }
 	svc.Users, svc.Store, svc.Sessions, svc.Presence, svc.Limiter, svc.Hasher =
 		opts.DB, opts.DB, opts.Redis, opts.Redis, opts.Redis, opts.Hasher
 

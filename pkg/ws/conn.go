@@ -169,8 +169,11 @@ func (c *Conn) writeLoop() {
 		case <-c.q.wake:
 			batch = c.q.take(batch[:0])
 			for _, f := range batch {
-				_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-				if err := c.ws.WritePreparedMessage(f.pm); err != nil {
+				start := time.Now()
+				_ = c.ws.SetWriteDeadline(start.Add(writeWait))
+				err := c.ws.WritePreparedMessage(f.pm)
+				c.hub.stageWrite.Observe(time.Since(start).Seconds())
+				if err != nil {
 					if !errors.Is(err, websocket.ErrCloseSent) {
 						c.hub.metrics.SlowClosed.Inc()
 						c.Close(CloseTooSlow, "write failed")

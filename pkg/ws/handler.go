@@ -2,7 +2,6 @@ package ws
 
 import (
 	"context"
-	"time"
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
 )
@@ -25,7 +24,6 @@ func (h *Hub) handle(ctx context.Context, c *Conn, f *InFrame) {
 }
 
 func (h *Hub) handleSend(ctx context.Context, c *Conn, f *InFrame) {
-	start := time.Now()
 	st, err := h.svc.Send(ctx, c.sess, chat.SendRequest{ThreadID: f.ThreadID, ClientMsgID: f.ClientMsgID, Body: *f.Body})
 	if err != nil {
 		code := chat.ErrorCode(err)
@@ -36,7 +34,6 @@ func (h *Hub) handleSend(ctx context.Context, c *Conn, f *InFrame) {
 		c.sendError(f.ClientMsgID, code, chat.ErrorMessage(err))
 		return
 	}
-	h.metrics.ObserveStage("store", start)
 	if st.Created {
 		h.metrics.Sends.WithLabelValues("created").Inc()
 	} else {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
@@ -69,6 +70,8 @@ type Hub struct {
 	shards [shardCount]shard
 	count  atomic.Int64
 
+	stageWrite prometheus.Observer // the "write" stage: one frame onto the socket
+
 	heldMu   sync.Mutex
 	heldBy   map[*Conn]struct{} // sockets holding messages back for a gap
 	draining atomic.Bool
@@ -95,7 +98,7 @@ func NewHub(cfg HubConfig, svc *chat.Service, registry Registry, acks *chat.AckB
 	if cfg.PongTimeout == 0 {
 		cfg.PongTimeout = 60 * time.Second
 	}
-	h := &Hub{cfg: cfg, svc: svc, registry: registry, acks: acks, metrics: m, log: log}
+	h := &Hub{cfg: cfg, svc: svc, registry: registry, acks: acks, metrics: m, log: log, stageWrite: m.Stage.WithLabelValues("write")}
 	for i := range h.shards {
 		h.shards[i].users = map[string]map[string]*Conn{}
 	}
