@@ -16,8 +16,11 @@ import (
 	"os/signal"
 	"syscall"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/switchboard-chat/switchboard/pkg/config"
 	"github.com/switchboard-chat/switchboard/pkg/host"
+	"github.com/switchboard-chat/switchboard/pkg/redis"
 )
 
 func main() {
@@ -74,6 +77,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	}
 	log := newLogger(cfg, stderr)
+	goredis.SetLogger(redis.LibraryLog(log))
 	switch cmd {
 	case "serve":
 		err = serve(ctx, cfg, log)

@@ -254,3 +254,18 @@ type pipedEval struct {
 	args   []any
 	cmd    *goredis.Cmd
 }
+
+// LibraryLog adapts log for go-redis's own messages (pool and dial retries), which
+// it otherwise prints unstructured to stderr. They go out at debug level: the store's
+// own errors already say what failed, once, with fields.
+func LibraryLog(log *slog.Logger) interface {
+	Printf(ctx context.Context, format string, v ...any)
+} {
+	return libraryLog{log}
+}
+
+type libraryLog struct{ log *slog.Logger }
+
+func (l libraryLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "go-redis", "msg", fmt.Sprintf(format, v...))
+}
