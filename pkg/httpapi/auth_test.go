@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-chat/switchboard/pkg/hosttest"
 	"github.com/switchboard-chat/switchboard/pkg/httpapi"
 )
 
@@ -19,10 +20,10 @@ func TestRegister(t *testing.T) {
 
 	t.Run("folds upper case and answers 201", func(t *testing.T) {
 		t.Parallel()
-		r := s.do(t, call{Method: "POST", Path: "/api/v1/auth/register", Body: map[string]string{"username": "Alice.Smith-01", "password": testPassword}})
-		wantStatus(t, r, http.StatusCreated)
+		r := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/register", Body: map[string]string{"username": "Alice.Smith-01", "password": testPassword}})
+		hosttest.WantStatus(t, r, http.StatusCreated)
 		var out map[string]apiUser
-		r.decode(t, &out)
+		r.Decode(t, &out)
 		u := out["user"]
 		if u.Username != "alice.smith-01" || u.ID == "" || len(out) != 1 {
 			t.Fatalf("register answered %s, want {user:{id, username alice.smith-01}}", r.Body)
@@ -33,8 +34,8 @@ func TestRegister(t *testing.T) {
 			if l := s.login(t, name); l.User != u {
 				t.Fatalf("login as %s gave user %+v, want %+v", name, l.User, u)
 			}
-			r := s.do(t, call{Method: "POST", Path: "/api/v1/auth/register", Body: map[string]string{"username": name, "password": testPassword}})
-			wantError(t, r, http.StatusConflict, "username_taken")
+			r := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/register", Body: map[string]string{"username": name, "password": testPassword}})
+			hosttest.WantError(t, r, http.StatusConflict, "username_taken")
 		}
 	})
 
@@ -50,10 +51,10 @@ func TestRegister(t *testing.T) {
 	for _, tc := range good {
 		t.Run("accepts "+tc.name, func(t *testing.T) {
 			t.Parallel()
-			r := s.do(t, call{Method: "POST", Path: "/api/v1/auth/register", Body: map[string]string{"username": tc.username, "password": tc.password}})
-			wantStatus(t, r, http.StatusCreated)
-			r = s.do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": tc.username, "password": tc.password}})
-			wantStatus(t, r, http.StatusOK)
+			r := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/register", Body: map[string]string{"username": tc.username, "password": tc.password}})
+			hosttest.WantStatus(t, r, http.StatusCreated)
+			r = s.Do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": tc.username, "password": tc.password}})
+			hosttest.WantStatus(t, r, http.StatusOK)
 		})
 	}
 
@@ -85,22 +86,22 @@ func TestRegister(t *testing.T) {
 	for _, tc := range bad {
 		t.Run("refuses "+tc.name, func(t *testing.T) {
 			t.Parallel()
-			r := s.do(t, call{Method: "POST", Path: "/api/v1/auth/register", Body: map[string]string{"username": tc.username, "password": tc.password}})
-			wantError(t, r, http.StatusBadRequest, "invalid_request")
+			r := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/register", Body: map[string]string{"username": tc.username, "password": tc.password}})
+			hosttest.WantError(t, r, http.StatusBadRequest, "invalid_request")
 		})
 	}
 
 	t.Run("a look-alike of an existing user is not that user", func(t *testing.T) {
 		t.Parallel()
 		s.register(t, "kate")
-		r := s.do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": "\u212Aate", "password": testPassword}})
-		wantError(t, r, http.StatusUnauthorized, "invalid_credentials")
+		r := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": "\u212Aate", "password": testPassword}})
+		hosttest.WantError(t, r, http.StatusUnauthorized, "invalid_credentials")
 	})
 
 	t.Run("missing fields", func(t *testing.T) {
 		t.Parallel()
-		r := s.do(t, call{Method: "POST", Path: "/api/v1/auth/register", Body: `{}`})
-		wantError(t, r, http.StatusBadRequest, "invalid_request")
+		r := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/register", Body: `{}`})
+		hosttest.WantError(t, r, http.StatusBadRequest, "invalid_request")
 	})
 }
 
@@ -113,15 +114,15 @@ func TestLogin(t *testing.T) {
 		name := s.name("login")
 		u := s.register(t, name)
 		before := time.Now()
-		r := s.do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": strings.ToUpper(name), "password": testPassword}})
-		wantStatus(t, r, http.StatusOK)
+		r := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": strings.ToUpper(name), "password": testPassword}})
+		hosttest.WantStatus(t, r, http.StatusOK)
 		var raw map[string]any
-		r.decode(t, &raw)
+		r.Decode(t, &raw)
 		if len(raw) != 3 {
 			t.Errorf("login answered %s, want exactly token, user, expires_at", r.Body)
 		}
 		var l loginAnswer
-		r.decode(t, &l)
+		r.Decode(t, &l)
 		if l.User != u {
 			t.Errorf("user %+v, want %+v", l.User, u)
 		}
@@ -155,11 +156,11 @@ func TestLogin(t *testing.T) {
 		t.Parallel()
 		name := s.name("wrongpw")
 		s.register(t, name)
-		wrong := s.do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": name, "password": "not the password"}})
-		unknown := s.do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": s.name("nobody"), "password": testPassword}})
-		invalid := s.do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": "no such user!", "password": testPassword}})
+		wrong := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": name, "password": "not the password"}})
+		unknown := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": s.name("nobody"), "password": testPassword}})
+		invalid := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": "no such user!", "password": testPassword}})
 		for _, r := range []reply{wrong, unknown, invalid} {
-			wantError(t, r, http.StatusUnauthorized, "invalid_credentials")
+			hosttest.WantError(t, r, http.StatusUnauthorized, "invalid_credentials")
 			if len(r.Cookies) != 0 {
 				t.Errorf("a failed login set cookies %v", r.Header.Values("Set-Cookie"))
 			}
@@ -174,13 +175,13 @@ func TestLogin(t *testing.T) {
 		name := s.name("limited")
 		s.register(t, name)
 		for i := 1; i <= 5; i++ {
-			r := s.do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": name, "password": "wrong password " + strconv.Itoa(i)}})
-			wantError(t, r, http.StatusUnauthorized, "invalid_credentials")
+			r := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": name, "password": "wrong password " + strconv.Itoa(i)}})
+			hosttest.WantError(t, r, http.StatusUnauthorized, "invalid_credentials")
 		}
 		// Now even the right password is refused, in any case of the name.
 		for _, n := range []string{name, strings.ToUpper(name)} {
-			r := s.do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": n, "password": testPassword}})
-			wantError(t, r, http.StatusTooManyRequests, "rate_limited")
+			r := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": n, "password": testPassword}})
+			hosttest.WantError(t, r, http.StatusTooManyRequests, "rate_limited")
 			secs, err := strconv.Atoi(r.Header.Get("Retry-After"))
 			if err != nil || secs < 1 || secs > 15*60 {
 				t.Errorf("Retry-After %q: want whole seconds in 1..900", r.Header.Get("Retry-After"))
@@ -196,17 +197,17 @@ func TestLogin(t *testing.T) {
 		t.Parallel()
 		name := s.name("ghost")
 		for i := 0; i < 5; i++ {
-			r := s.do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": name, "password": testPassword}})
-			wantError(t, r, http.StatusUnauthorized, "invalid_credentials")
+			r := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": name, "password": testPassword}})
+			hosttest.WantError(t, r, http.StatusUnauthorized, "invalid_credentials")
 		}
-		r := s.do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": name, "password": testPassword}})
-		wantError(t, r, http.StatusTooManyRequests, "rate_limited")
+		r := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": name, "password": testPassword}})
+		hosttest.WantError(t, r, http.StatusTooManyRequests, "rate_limited")
 	})
 
 	t.Run("password over 72 bytes is 400", func(t *testing.T) {
 		t.Parallel()
-		r := s.do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": s.name("long"), "password": strings.Repeat("p", 73)}})
-		wantError(t, r, http.StatusBadRequest, "invalid_request")
+		r := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": s.name("long"), "password": strings.Repeat("p", 73)}})
+		hosttest.WantError(t, r, http.StatusBadRequest, "invalid_request")
 	})
 }
 
@@ -223,10 +224,10 @@ func TestSession(t *testing.T) {
 			"cookie":            {Method: "GET", Path: "/api/v1/me", Cookie: u.Token},
 			"lower-case bearer": {Method: "GET", Path: "/api/v1/me", Header: http.Header{"Authorization": {"bearer " + u.Token}}},
 		} {
-			r := s.do(t, c)
-			wantStatus(t, r, http.StatusOK)
+			r := s.Do(t, c)
+			hosttest.WantStatus(t, r, http.StatusOK)
 			var out map[string]apiUser
-			r.decode(t, &out)
+			r.Decode(t, &out)
 			if out["user"] != want || len(out) != 1 {
 				t.Errorf("%s: /me answered %s, want {user: %+v}", name, r.Body, want)
 			}
@@ -246,12 +247,12 @@ func TestSession(t *testing.T) {
 			"empty bearer":                    {Header: http.Header{"Authorization": {"Bearer "}}},
 		} {
 			c.Method, c.Path = "GET", "/api/v1/me"
-			r := s.do(t, c)
+			r := s.Do(t, c)
 			if r.Status != http.StatusUnauthorized {
 				t.Errorf("%s: status %d, want 401; body %s", name, r.Status, r.Body)
 				continue
 			}
-			wantError(t, r, http.StatusUnauthorized, "unauthenticated")
+			hosttest.WantError(t, r, http.StatusUnauthorized, "unauthenticated")
 		}
 	})
 
@@ -266,8 +267,8 @@ func TestSession(t *testing.T) {
 			} else {
 				c.Cookie = u.Token
 			}
-			r := s.do(t, c)
-			wantStatus(t, r, http.StatusNoContent)
+			r := s.Do(t, c)
+			hosttest.WantStatus(t, r, http.StatusNoContent)
 			if len(r.Body) != 0 {
 				t.Errorf("%s: 204 with body %q", via, r.Body)
 			}
@@ -283,10 +284,10 @@ func TestSession(t *testing.T) {
 				{Method: "GET", Path: "/api/v1/me", Cookie: u.Token},
 				{Method: "POST", Path: "/api/v1/auth/logout", Token: u.Token},
 			} {
-				wantError(t, s.do(t, again), http.StatusUnauthorized, "unauthenticated")
+				hosttest.WantError(t, s.Do(t, again), http.StatusUnauthorized, "unauthenticated")
 			}
 			// Only that session ended.
-			wantStatus(t, s.do(t, call{Method: "GET", Path: "/api/v1/me", Token: other.Token}), http.StatusOK)
+			hosttest.WantStatus(t, s.Do(t, call{Method: "GET", Path: "/api/v1/me", Token: other.Token}), http.StatusOK)
 		}
 	})
 
@@ -328,11 +329,11 @@ func TestAuthAddressLimit(t *testing.T) {
 	name := s.name("addr")
 	s.register(t, name)
 	s.login(t, name)
-	r := s.do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": name, "password": "wrong password"}})
-	wantError(t, r, http.StatusUnauthorized, "invalid_credentials")
+	r := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": name, "password": "wrong password"}})
+	hosttest.WantError(t, r, http.StatusUnauthorized, "invalid_credentials")
 	for _, path := range []string{"/api/v1/auth/login", "/api/v1/auth/register"} {
-		r := s.do(t, call{Method: "POST", Path: path, Body: map[string]string{"username": s.name("addr"), "password": testPassword}})
-		wantError(t, r, http.StatusTooManyRequests, "rate_limited")
+		r := s.Do(t, call{Method: "POST", Path: path, Body: map[string]string{"username": s.name("addr"), "password": testPassword}})
+		hosttest.WantError(t, r, http.StatusTooManyRequests, "rate_limited")
 		if secs, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || secs < 1 || secs > 60 {
 			t.Errorf("%s: Retry-After %q, want whole seconds in 1..60", path, r.Header.Get("Retry-After"))
 		}
@@ -345,8 +346,8 @@ func TestSecureCookie(t *testing.T) {
 	s := newServer(t, map[string]string{"CHAT_COOKIE_SECURE": "true"})
 	name := s.name("secure")
 	s.register(t, name)
-	r := s.do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": name, "password": testPassword}})
-	wantStatus(t, r, http.StatusOK)
+	r := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": name, "password": testPassword}})
+	hosttest.WantStatus(t, r, http.StatusOK)
 	for _, c := range r.Cookies {
 		if c.Name == httpapi.CookieName {
 			if !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode {

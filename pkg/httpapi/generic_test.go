@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard-chat/switchboard/pkg/hosttest"
 )
 
 // authedRoutes is every route of section 2 that needs a session, with a body that
@@ -49,7 +51,7 @@ func TestUnauthenticated(t *testing.T) {
 					t.Parallel()
 					req := c // shared by the credentials' subtests
 					req.Token, req.Cookie = cred.token, cred.cookie
-					wantError(t, s.do(t, req), http.StatusUnauthorized, "unauthenticated")
+					hosttest.WantError(t, s.Do(t, req), http.StatusUnauthorized, "unauthenticated")
 				})
 			}
 		}
@@ -95,11 +97,11 @@ func TestRequestBodies(t *testing.T) {
 			if tc.auth {
 				c.Token, c.Body = u.Token, `{"name":"x"}`
 			}
-			wantError(t, s.do(t, c), http.StatusUnsupportedMediaType, "unsupported_media_type")
+			hosttest.WantError(t, s.Do(t, c), http.StatusUnsupportedMediaType, "unsupported_media_type")
 			if !tc.auth {
 				// And nothing was registered.
-				r := s.do(t, call{Method: "POST", Path: "/api/v1/auth/register", Body: register(name)})
-				wantStatus(t, r, http.StatusCreated)
+				r := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/register", Body: register(name)})
+				hosttest.WantStatus(t, r, http.StatusCreated)
 			}
 		})
 	}
@@ -107,8 +109,8 @@ func TestRequestBodies(t *testing.T) {
 	for _, ct := range []string{"application/json; charset=utf-8", "Application/JSON", "application/json;charset=UTF-8"} {
 		t.Run("accepts Content-Type "+ct, func(t *testing.T) {
 			t.Parallel()
-			r := s.do(t, call{Method: "POST", Path: "/api/v1/auth/register", ContentType: ct, Body: register(s.name("ct"))})
-			wantStatus(t, r, http.StatusCreated)
+			r := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/register", ContentType: ct, Body: register(s.name("ct"))})
+			hosttest.WantStatus(t, r, http.StatusCreated)
 		})
 	}
 
@@ -132,24 +134,24 @@ func TestRequestBodies(t *testing.T) {
 	for _, tc := range invalid {
 		t.Run("400 for "+tc.name, func(t *testing.T) {
 			t.Parallel()
-			r := s.do(t, call{Method: "POST", Path: "/api/v1/auth/register", Body: tc.body, ContentType: "application/json"})
-			wantError(t, r, http.StatusBadRequest, "invalid_request")
+			r := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/register", Body: tc.body, ContentType: "application/json"})
+			hosttest.WantError(t, r, http.StatusBadRequest, "invalid_request")
 		})
 	}
 
 	t.Run("400 for a wrong type on an authed route", func(t *testing.T) {
 		t.Parallel()
-		r := s.do(t, call{Method: "POST", Path: "/api/v1/threads", Token: u.Token, Body: `{"name":["x"]}`})
-		wantError(t, r, http.StatusBadRequest, "invalid_request")
+		r := s.Do(t, call{Method: "POST", Path: "/api/v1/threads", Token: u.Token, Body: `{"name":["x"]}`})
+		hosttest.WantError(t, r, http.StatusBadRequest, "invalid_request")
 	})
 
 	t.Run("unknown fields are ignored", func(t *testing.T) {
 		t.Parallel()
 		name := s.name("unknown")
-		r := s.do(t, call{Method: "POST", Path: "/api/v1/auth/register", Body: `{"username":"` + name + `","password":"` + testPassword + `","email":"x@example.com","admin":true,"nested":{"a":[1,2,{"b":null}]}}`})
-		wantStatus(t, r, http.StatusCreated)
-		r = s.do(t, call{Method: "POST", Path: "/api/v1/threads", Token: u.Token, Body: `{"name":"extra","members":[],"topic":"ignored","private":false}`})
-		wantStatus(t, r, http.StatusCreated)
+		r := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/register", Body: `{"username":"` + name + `","password":"` + testPassword + `","email":"x@example.com","admin":true,"nested":{"a":[1,2,{"b":null}]}}`})
+		hosttest.WantStatus(t, r, http.StatusCreated)
+		r = s.Do(t, call{Method: "POST", Path: "/api/v1/threads", Token: u.Token, Body: `{"name":"extra","members":[],"topic":"ignored","private":false}`})
+		hosttest.WantStatus(t, r, http.StatusCreated)
 	})
 
 	big := func(n int) []byte {
@@ -159,8 +161,8 @@ func TestRequestBodies(t *testing.T) {
 	}
 	t.Run("a body of exactly 1 MiB is read", func(t *testing.T) {
 		t.Parallel()
-		r := s.do(t, call{Method: "POST", Path: "/api/v1/auth/register", Body: big(1 << 20)})
-		wantError(t, r, http.StatusBadRequest, "invalid_request") // the username is too short: the body was read
+		r := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/register", Body: big(1 << 20)})
+		hosttest.WantError(t, r, http.StatusBadRequest, "invalid_request") // the username is too short: the body was read
 	})
 	for _, tc := range []struct {
 		name    string
@@ -181,7 +183,7 @@ func TestRequestBodies(t *testing.T) {
 			if tc.auth {
 				c.Token = u.Token
 			}
-			wantError(t, s.do(t, c), http.StatusRequestEntityTooLarge, "too_large")
+			hosttest.WantError(t, s.Do(t, c), http.StatusRequestEntityTooLarge, "too_large")
 		})
 	}
 }
@@ -206,7 +208,7 @@ func TestRoutes(t *testing.T) {
 		t.Run(fmt.Sprintf("404 for %s %s", c.Method, c.Path), func(t *testing.T) {
 			t.Parallel()
 			c.Token = u.Token
-			wantError(t, s.do(t, c), http.StatusNotFound, "not_found")
+			hosttest.WantError(t, s.Do(t, c), http.StatusNotFound, "not_found")
 		})
 	}
 
@@ -226,25 +228,25 @@ func TestRoutes(t *testing.T) {
 		t.Run(fmt.Sprintf("405 for %s %s", c.Method, c.Path), func(t *testing.T) {
 			t.Parallel()
 			c.Token = u.Token
-			wantError(t, s.do(t, c), http.StatusMethodNotAllowed, "method_not_allowed")
+			hosttest.WantError(t, s.Do(t, c), http.StatusMethodNotAllowed, "method_not_allowed")
 		})
 	}
 
 	t.Run("healthz", func(t *testing.T) {
 		t.Parallel()
-		r := s.do(t, call{Method: "GET", Path: "/healthz"})
-		wantStatus(t, r, http.StatusOK)
+		r := s.Do(t, call{Method: "GET", Path: "/healthz"})
+		hosttest.WantStatus(t, r, http.StatusOK)
 	})
 	t.Run("readyz", func(t *testing.T) {
 		t.Parallel()
-		r := s.do(t, call{Method: "GET", Path: "/readyz"})
-		wantStatus(t, r, http.StatusOK)
+		r := s.Do(t, call{Method: "GET", Path: "/readyz"})
+		hosttest.WantStatus(t, r, http.StatusOK)
 	})
 	t.Run("metrics", func(t *testing.T) {
 		t.Parallel()
-		s.do(t, call{Method: "GET", Path: "/api/v1/me", Token: u.Token})
-		r := s.do(t, call{Method: "GET", Path: "/metrics"})
-		wantStatus(t, r, http.StatusOK)
+		s.Do(t, call{Method: "GET", Path: "/api/v1/me", Token: u.Token})
+		r := s.Do(t, call{Method: "GET", Path: "/metrics"})
+		hosttest.WantStatus(t, r, http.StatusOK)
 		if !strings.HasPrefix(r.Header.Get("Content-Type"), "text/plain") {
 			t.Errorf("Content-Type %q, want Prometheus text", r.Header.Get("Content-Type"))
 		}
@@ -279,8 +281,8 @@ func TestForbiddenOrigin(t *testing.T) {
 		t.Run("create thread, cookie, Origin "+origin, func(t *testing.T) {
 			t.Parallel()
 			u := s.newUser(t, "victim")
-			r := s.do(t, call{Method: "POST", Path: "/api/v1/threads", Cookie: u.Token, Origin: origin, Body: `{"name":"csrf","members":[]}`})
-			wantError(t, r, http.StatusForbidden, "forbidden_origin")
+			r := s.Do(t, call{Method: "POST", Path: "/api/v1/threads", Cookie: u.Token, Origin: origin, Body: `{"name":"csrf","members":[]}`})
+			hosttest.WantError(t, r, http.StatusForbidden, "forbidden_origin")
 			if ts := s.listThreads(t, u); len(ts) != 0 {
 				t.Errorf("a thread was created: %+v", ts)
 			}
@@ -302,7 +304,7 @@ func TestForbiddenOrigin(t *testing.T) {
 			{Method: "POST", Path: tp + "/read", Body: `{"seq":1}`},
 		} {
 			c.Cookie, c.Origin = alice.Token, "https://evil.example"
-			wantError(t, s.do(t, c), http.StatusForbidden, "forbidden_origin")
+			hosttest.WantError(t, s.Do(t, c), http.StatusForbidden, "forbidden_origin")
 		}
 		got := s.thread(t, alice, th.ID) // the session still works
 		if len(got.Members) != 2 || got.LastSeq != 1 || got.Unread != 1 {
@@ -316,8 +318,8 @@ func TestForbiddenOrigin(t *testing.T) {
 	t.Run("reads are not checked", func(t *testing.T) {
 		t.Parallel()
 		u := s.newUser(t, "reader")
-		r := s.do(t, call{Method: "GET", Path: "/api/v1/me", Cookie: u.Token, Origin: "https://evil.example"})
-		wantStatus(t, r, http.StatusOK)
+		r := s.Do(t, call{Method: "GET", Path: "/api/v1/me", Cookie: u.Token, Origin: "https://evil.example"})
+		hosttest.WantStatus(t, r, http.StatusOK)
 	})
 
 	allowed := []struct {
@@ -342,15 +344,15 @@ func TestForbiddenOrigin(t *testing.T) {
 			} else {
 				c.Cookie = u.Token
 			}
-			wantStatus(t, s.do(t, c), tc.wantStatus)
+			hosttest.WantStatus(t, s.Do(t, c), tc.wantStatus)
 		})
 	}
 
 	t.Run("register and login are not cookie-authenticated", func(t *testing.T) {
 		t.Parallel()
 		name := s.name("public")
-		r := s.do(t, call{Method: "POST", Path: "/api/v1/auth/register", Origin: "https://evil.example", Body: map[string]string{"username": name, "password": testPassword}})
-		wantStatus(t, r, http.StatusCreated)
+		r := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/register", Origin: "https://evil.example", Body: map[string]string{"username": name, "password": testPassword}})
+		hosttest.WantStatus(t, r, http.StatusCreated)
 	})
 }
 
@@ -365,19 +367,19 @@ func TestDatabaseDown(t *testing.T) {
 	if err := s.DB.Close(); err != nil {
 		t.Fatal(err)
 	}
-	wantStatus(t, s.do(t, call{Method: "GET", Path: "/api/v1/me", Token: alice.Token}), http.StatusOK)
+	hosttest.WantStatus(t, s.Do(t, call{Method: "GET", Path: "/api/v1/me", Token: alice.Token}), http.StatusOK)
 	start := time.Now()
-	r := s.do(t, call{Method: "POST", Path: "/api/v1/threads/" + th.ID + "/messages", Token: alice.Token, Body: `{"client_msg_id":"during","body":"x"}`})
-	e := wantError(t, r, http.StatusServiceUnavailable, "unavailable")
+	r := s.Do(t, call{Method: "POST", Path: "/api/v1/threads/" + th.ID + "/messages", Token: alice.Token, Body: `{"client_msg_id":"during","body":"x"}`})
+	e := hosttest.WantError(t, r, http.StatusServiceUnavailable, "unavailable")
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("unavailable after %s, want within 5s", d)
 	}
 	if strings.Contains(strings.ToLower(e.Message), "sql") || strings.Contains(e.Message, "closed") {
 		t.Errorf("the message leaks the cause: %q", e.Message)
 	}
-	wantError(t, s.do(t, call{Method: "GET", Path: "/api/v1/threads", Token: alice.Token}), http.StatusServiceUnavailable, "unavailable")
-	wantError(t, s.do(t, call{Method: "GET", Path: "/readyz"}), http.StatusServiceUnavailable, "unavailable")
-	wantStatus(t, s.do(t, call{Method: "GET", Path: "/healthz"}), http.StatusOK)
+	hosttest.WantError(t, s.Do(t, call{Method: "GET", Path: "/api/v1/threads", Token: alice.Token}), http.StatusServiceUnavailable, "unavailable")
+	hosttest.WantError(t, s.Do(t, call{Method: "GET", Path: "/readyz"}), http.StatusServiceUnavailable, "unavailable")
+	hosttest.WantStatus(t, s.Do(t, call{Method: "GET", Path: "/healthz"}), http.StatusOK)
 }
 
 // TestDrainLeavesCluster: a drained host removes its registration and does not

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/switchboard-chat/switchboard/pkg/hosttest"
 )
 
 func TestSendMessage(t *testing.T) {
@@ -20,15 +22,15 @@ func TestSendMessage(t *testing.T) {
 
 	t.Run("201 with the message", func(t *testing.T) {
 		t.Parallel()
-		r := s.do(t, call{Method: "POST", Path: path, Token: alice.Token, Body: map[string]string{"client_msg_id": "first-201", "body": "héllo\nworld"}})
-		wantStatus(t, r, http.StatusCreated)
+		r := s.Do(t, call{Method: "POST", Path: path, Token: alice.Token, Body: map[string]string{"client_msg_id": "first-201", "body": "héllo\nworld"}})
+		hosttest.WantStatus(t, r, http.StatusCreated)
 		var raw map[string]map[string]any
-		r.decode(t, &raw)
+		r.Decode(t, &raw)
 		if len(raw) != 1 || len(raw["message"]) < 7 {
 			t.Errorf("answer %s: want {message:{id, thread_id, seq, sender_id, client_msg_id, body, created_at}}", r.Body)
 		}
 		var out struct{ Message apiMessage }
-		r.decode(t, &out)
+		r.Decode(t, &out)
 		m := out.Message
 		if m.ID == "" || m.ThreadID != th.ID || m.Seq < 1 || m.SenderID != alice.ID || m.ClientMsgID != "first-201" || m.Body != "héllo\nworld" {
 			t.Errorf("message %+v", m)
@@ -38,22 +40,22 @@ func TestSendMessage(t *testing.T) {
 
 	t.Run("a repeated client_msg_id answers 200 with the first message", func(t *testing.T) {
 		t.Parallel()
-		first := s.do(t, call{Method: "POST", Path: path, Token: bob.Token, Body: map[string]string{"client_msg_id": "repeat-me", "body": "original"}})
-		wantStatus(t, first, http.StatusCreated)
+		first := s.Do(t, call{Method: "POST", Path: path, Token: bob.Token, Body: map[string]string{"client_msg_id": "repeat-me", "body": "original"}})
+		hosttest.WantStatus(t, first, http.StatusCreated)
 		var m1 struct{ Message apiMessage }
-		first.decode(t, &m1)
+		first.Decode(t, &m1)
 		for _, body := range []string{"original", "a different body"} {
-			again := s.do(t, call{Method: "POST", Path: path, Token: bob.Token, Body: map[string]string{"client_msg_id": "repeat-me", "body": body}})
-			wantStatus(t, again, http.StatusOK)
+			again := s.Do(t, call{Method: "POST", Path: path, Token: bob.Token, Body: map[string]string{"client_msg_id": "repeat-me", "body": body}})
+			hosttest.WantStatus(t, again, http.StatusOK)
 			var m2 struct{ Message apiMessage }
-			again.decode(t, &m2)
+			again.Decode(t, &m2)
 			if m2.Message != m1.Message {
 				t.Errorf("repeat answered %+v, want the first %+v", m2.Message, m1.Message)
 			}
 		}
 		// The same client_msg_id from another sender is another message.
-		other := s.do(t, call{Method: "POST", Path: path, Token: alice.Token, Body: map[string]string{"client_msg_id": "repeat-me", "body": "mine"}})
-		wantStatus(t, other, http.StatusCreated)
+		other := s.Do(t, call{Method: "POST", Path: path, Token: alice.Token, Body: map[string]string{"client_msg_id": "repeat-me", "body": "mine"}})
+		hosttest.WantStatus(t, other, http.StatusCreated)
 		// Nothing was stored twice.
 		n := 0
 		for _, m := range s.history(t, alice, th.ID, "?limit=200").Messages {
@@ -90,10 +92,10 @@ func TestSendMessage(t *testing.T) {
 	for _, tc := range okIDs {
 		t.Run("accepts client_msg_id of "+tc.name, func(t *testing.T) {
 			t.Parallel()
-			r := s.do(t, call{Method: "POST", Path: path, Token: alice.Token, Body: map[string]string{"client_msg_id": tc.id, "body": "ok"}})
-			wantStatus(t, r, http.StatusCreated)
+			r := s.Do(t, call{Method: "POST", Path: path, Token: alice.Token, Body: map[string]string{"client_msg_id": tc.id, "body": "ok"}})
+			hosttest.WantStatus(t, r, http.StatusCreated)
 			var out struct{ Message apiMessage }
-			r.decode(t, &out)
+			r.Decode(t, &out)
 			if out.Message.ClientMsgID != tc.id {
 				t.Errorf("client_msg_id %q, want %q", out.Message.ClientMsgID, tc.id)
 			}
@@ -128,25 +130,25 @@ func TestSendMessage(t *testing.T) {
 	for _, tc := range bad {
 		t.Run(fmt.Sprintf("%d for %s", tc.status, tc.name), func(t *testing.T) {
 			t.Parallel()
-			r := s.do(t, call{Method: "POST", Path: tc.path, Token: tc.user.Token, Body: tc.body})
-			wantError(t, r, tc.status, tc.code)
+			r := s.Do(t, call{Method: "POST", Path: tc.path, Token: tc.user.Token, Body: tc.body})
+			hosttest.WantError(t, r, tc.status, tc.code)
 		})
 	}
 
 	t.Run("a refused message is not stored", func(t *testing.T) {
 		t.Parallel()
-		r := s.do(t, call{Method: "POST", Path: path, Token: eve.Token, Body: `{"client_msg_id":"refused-eve","body":"x"}`})
-		wantError(t, r, http.StatusNotFound, "not_found")
-		r = s.do(t, call{Method: "POST", Path: path, Token: alice.Token, Body: `{"client_msg_id":"refused-big","body":"` + strings.Repeat("a", 8193) + `"}`})
-		wantError(t, r, http.StatusRequestEntityTooLarge, "too_large")
+		r := s.Do(t, call{Method: "POST", Path: path, Token: eve.Token, Body: `{"client_msg_id":"refused-eve","body":"x"}`})
+		hosttest.WantError(t, r, http.StatusNotFound, "not_found")
+		r = s.Do(t, call{Method: "POST", Path: path, Token: alice.Token, Body: `{"client_msg_id":"refused-big","body":"` + strings.Repeat("a", 8193) + `"}`})
+		hosttest.WantError(t, r, http.StatusRequestEntityTooLarge, "too_large")
 		for _, m := range s.history(t, alice, th.ID, "?limit=200").Messages {
 			if strings.HasPrefix(m.ClientMsgID, "refused-") {
 				t.Errorf("stored %+v", m)
 			}
 		}
 		// And the id was not used up.
-		r = s.do(t, call{Method: "POST", Path: path, Token: alice.Token, Body: `{"client_msg_id":"refused-big","body":"small"}`})
-		wantStatus(t, r, http.StatusCreated)
+		r = s.Do(t, call{Method: "POST", Path: path, Token: alice.Token, Body: `{"client_msg_id":"refused-big","body":"small"}`})
+		hosttest.WantStatus(t, r, http.StatusCreated)
 	})
 }
 
@@ -234,8 +236,8 @@ func TestHistory(t *testing.T) {
 	for _, q := range badQueries {
 		t.Run("400 for "+q, func(t *testing.T) {
 			t.Parallel()
-			r := s.do(t, call{Method: "GET", Path: "/api/v1/threads/" + th.ID + "/messages" + q, Token: alice.Token})
-			wantError(t, r, http.StatusBadRequest, "invalid_request")
+			r := s.Do(t, call{Method: "GET", Path: "/api/v1/threads/" + th.ID + "/messages" + q, Token: alice.Token})
+			hosttest.WantError(t, r, http.StatusBadRequest, "invalid_request")
 		})
 	}
 
@@ -247,7 +249,7 @@ func TestHistory(t *testing.T) {
 		t.Run("404 for "+name, func(t *testing.T) {
 			t.Parallel()
 			c.Method = "GET"
-			wantError(t, s.do(t, c), http.StatusNotFound, "not_found")
+			hosttest.WantError(t, s.Do(t, c), http.StatusNotFound, "not_found")
 		})
 	}
 }
@@ -334,8 +336,8 @@ func TestSendRateLimit(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		s.send(t, alice, th.ID, "ok")
 	}
-	r := s.do(t, call{Method: "POST", Path: "/api/v1/threads/" + th.ID + "/messages", Token: alice.Token, Body: map[string]string{"client_msg_id": "over", "body": "too many"}})
-	wantError(t, r, http.StatusTooManyRequests, "rate_limited")
+	r := s.Do(t, call{Method: "POST", Path: "/api/v1/threads/" + th.ID + "/messages", Token: alice.Token, Body: map[string]string{"client_msg_id": "over", "body": "too many"}})
+	hosttest.WantError(t, r, http.StatusTooManyRequests, "rate_limited")
 	if secs, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || secs < 1 {
 		t.Errorf("Retry-After %q, want whole seconds >= 1", r.Header.Get("Retry-After"))
 	}
@@ -364,7 +366,7 @@ func TestConcurrentRepeats(t *testing.T) {
 	for i := range results {
 		wg.Go(func() {
 			<-start
-			r, err := s.try(call{Method: "POST", Path: "/api/v1/threads/" + th.ID + "/messages", Token: alice.Token,
+			r, err := s.Try(call{Method: "POST", Path: "/api/v1/threads/" + th.ID + "/messages", Token: alice.Token,
 				Body: map[string]string{"client_msg_id": "same", "body": "once " + strconv.Itoa(i)}})
 			if err != nil {
 				t.Error(err)

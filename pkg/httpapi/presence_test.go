@@ -9,18 +9,20 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/switchboard-chat/switchboard/pkg/hosttest"
 )
 
 // presenceOf asks GET /presence as u for ids.
 func (s *testServer) presenceOf(tb testing.TB, u testUser, ids ...string) []apiPresence {
 	tb.Helper()
 	q := url.Values{"user_id": ids}
-	r := s.do(tb, call{Method: "GET", Path: "/api/v1/presence?" + q.Encode(), Token: u.Token})
-	wantStatus(tb, r, http.StatusOK)
+	r := s.Do(tb, call{Method: "GET", Path: "/api/v1/presence?" + q.Encode(), Token: u.Token})
+	hosttest.WantStatus(tb, r, http.StatusOK)
 	var out struct {
 		Presence []apiPresence `json:"presence"`
 	}
-	r.decode(tb, &out)
+	r.Decode(tb, &out)
 	if out.Presence == nil {
 		tb.Fatalf("presence %s: want an array", r.Body)
 	}
@@ -59,7 +61,7 @@ func TestPresence(t *testing.T) {
 		s.newThread(t, alice, "ab", bob)
 		th := s.newThread(t, carol, "ca", alice)
 		// carol left: she no longer shares a thread with alice.
-		wantStatus(t, s.do(t, call{Method: "DELETE", Path: "/api/v1/threads/" + th.ID + "/members/" + carol.ID, Token: carol.Token}), http.StatusNoContent)
+		hosttest.WantStatus(t, s.Do(t, call{Method: "DELETE", Path: "/api/v1/threads/" + th.ID + "/members/" + carol.ID, Token: carol.Token}), http.StatusNoContent)
 
 		got := s.presenceOf(t, alice, bob.ID, stranger.ID, carol.ID, "01890000-0000-7000-8000-000000000000", "garbage", bob.ID)
 		if len(got) != 1 || got[0].UserID != bob.ID {
@@ -85,8 +87,8 @@ func TestPresence(t *testing.T) {
 		for i := range ids {
 			ids[i] = fmt.Sprintf("01890000-0000-7000-8000-%012d", i)
 		}
-		r := s.do(t, call{Method: "GET", Path: "/api/v1/presence?" + url.Values{"user_id": ids}.Encode(), Token: u.Token})
-		wantError(t, r, http.StatusBadRequest, "invalid_request")
+		r := s.Do(t, call{Method: "GET", Path: "/api/v1/presence?" + url.Values{"user_id": ids}.Encode(), Token: u.Token})
+		hosttest.WantError(t, r, http.StatusBadRequest, "invalid_request")
 	})
 
 	t.Run("online while a socket is open, then last_seen", func(t *testing.T) {
@@ -94,7 +96,7 @@ func TestPresence(t *testing.T) {
 		alice, bob := s.newUser(t, "alice"), s.newUser(t, "bob")
 		s.newThread(t, alice, "live", bob)
 		ws := s.dialWS(t, bob)
-		checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		hosttest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 			if p := s.presenceOf(t, alice, bob.ID); len(p) != 1 || !p[0].Online {
 				return fmt.Errorf("presence %+v, want bob online", p)
 			}
@@ -103,7 +105,7 @@ func TestPresence(t *testing.T) {
 		before := time.Now().Add(-time.Second)
 		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"), time.Now().Add(time.Second))
 		_ = ws.Close()
-		checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		hosttest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 			p := s.presenceOf(t, alice, bob.ID)
 			if len(p) != 1 || p[0].Online || p[0].LastSeen == nil {
 				return fmt.Errorf("presence %+v, want bob offline with last_seen", p)
@@ -130,7 +132,7 @@ func TestLogoutClosesSockets(t *testing.T) {
 		readUntil(t, c, "synced")
 	}
 
-	wantStatus(t, s.do(t, call{Method: "POST", Path: "/api/v1/auth/logout", Token: u.Token}), http.StatusNoContent)
+	hosttest.WantStatus(t, s.Do(t, call{Method: "POST", Path: "/api/v1/auth/logout", Token: u.Token}), http.StatusNoContent)
 	start := time.Now() // the contract's 2 s run from the logout answer
 	for i, c := range []*websocket.Conn{ws1, ws2} {
 		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/switchboard-chat/switchboard/pkg/hosttest"
 )
 
 func memberIDs(t apiThread) []string {
@@ -34,19 +36,19 @@ func TestCreateThread(t *testing.T) {
 	t.Run("creator is a member; names are folded and counted once", func(t *testing.T) {
 		t.Parallel()
 		alice, bob, carol := s.newUser(t, "alice"), s.newUser(t, "bob"), s.newUser(t, "carol")
-		r := s.do(t, call{Method: "POST", Path: "/api/v1/threads", Token: alice.Token, Body: map[string]any{
+		r := s.Do(t, call{Method: "POST", Path: "/api/v1/threads", Token: alice.Token, Body: map[string]any{
 			"name": "Plans 🚀", "members": []string{strings.ToUpper(bob.Username), bob.Username, carol.Username, alice.Username},
 		}})
-		wantStatus(t, r, http.StatusCreated)
+		hosttest.WantStatus(t, r, http.StatusCreated)
 		var raw map[string]map[string]any
-		r.decode(t, &raw)
+		r.Decode(t, &raw)
 		for _, k := range []string{"id", "name", "created_by", "members", "last_seq", "unread", "created_at"} {
 			if _, ok := raw["thread"][k]; !ok {
 				t.Errorf("thread %s has no %s", r.Body, k)
 			}
 		}
 		var out struct{ Thread apiThread }
-		r.decode(t, &out)
+		r.Decode(t, &out)
 		th := out.Thread
 		if th.Name != "Plans 🚀" || th.CreatedBy != alice.ID || th.LastSeq != 0 || th.Unread != 0 || th.ID == "" {
 			t.Errorf("thread %+v", th)
@@ -72,10 +74,10 @@ func TestCreateThread(t *testing.T) {
 		t.Parallel()
 		alice := s.newUser(t, "solo")
 		for _, body := range []string{`{"name":"me"}`, `{"name":"me","members":[]}`, `{"name":"me","members":null}`} {
-			r := s.do(t, call{Method: "POST", Path: "/api/v1/threads", Token: alice.Token, Body: body})
-			wantStatus(t, r, http.StatusCreated)
+			r := s.Do(t, call{Method: "POST", Path: "/api/v1/threads", Token: alice.Token, Body: body})
+			hosttest.WantStatus(t, r, http.StatusCreated)
 			var out struct{ Thread apiThread }
-			r.decode(t, &out)
+			r.Decode(t, &out)
 			if got := memberIDs(out.Thread); !slices.Equal(got, ids(alice)) {
 				t.Errorf("%s: members %v, want only the creator", body, got)
 			}
@@ -86,10 +88,10 @@ func TestCreateThread(t *testing.T) {
 		t.Parallel()
 		alice, bob := s.newUser(t, "alice"), s.newUser(t, "bob")
 		ghost1, ghost2 := s.name("ghost"), s.name("ghost")
-		r := s.do(t, call{Method: "POST", Path: "/api/v1/threads", Token: alice.Token, Body: map[string]any{
+		r := s.Do(t, call{Method: "POST", Path: "/api/v1/threads", Token: alice.Token, Body: map[string]any{
 			"name": "x", "members": []string{ghost1, bob.Username, strings.ToUpper(ghost2)},
 		}})
-		e := wantError(t, r, http.StatusBadRequest, "unknown_user")
+		e := hosttest.WantError(t, r, http.StatusBadRequest, "unknown_user")
 		got := detailNames(t, e)
 		if want := []string{ghost1, ghost2}; !slices.Equal(got, want) {
 			t.Errorf("details.usernames %v, want %v", got, want)
@@ -113,8 +115,8 @@ func TestCreateThread(t *testing.T) {
 		t.Run("400 for "+tc.name, func(t *testing.T) {
 			t.Parallel()
 			u := s.newUser(t, "bad")
-			r := s.do(t, call{Method: "POST", Path: "/api/v1/threads", Token: u.Token, Body: tc.body})
-			wantError(t, r, http.StatusBadRequest, "invalid_request")
+			r := s.Do(t, call{Method: "POST", Path: "/api/v1/threads", Token: u.Token, Body: tc.body})
+			hosttest.WantError(t, r, http.StatusBadRequest, "invalid_request")
 		})
 	}
 }
@@ -194,8 +196,8 @@ func TestListThreads(t *testing.T) {
 			t.Errorf("carol unread %d, want 1 (bob's message after hers)", n)
 		}
 
-		r := s.do(t, call{Method: "POST", Path: "/api/v1/threads/" + th.ID + "/read", Token: alice.Token, Body: `{"seq":2}`})
-		wantStatus(t, r, http.StatusNoContent)
+		r := s.Do(t, call{Method: "POST", Path: "/api/v1/threads/" + th.ID + "/read", Token: alice.Token, Body: `{"seq":2}`})
+		hosttest.WantStatus(t, r, http.StatusNoContent)
 		if len(r.Body) != 0 {
 			t.Errorf("204 with a body %q", r.Body)
 		}
@@ -203,11 +205,11 @@ func TestListThreads(t *testing.T) {
 			t.Errorf("after read 2: alice unread %d, want 1", n)
 		}
 		// The mark never moves back.
-		wantStatus(t, s.do(t, call{Method: "POST", Path: "/api/v1/threads/" + th.ID + "/read", Token: alice.Token, Body: `{"seq":1}`}), http.StatusNoContent)
+		hosttest.WantStatus(t, s.Do(t, call{Method: "POST", Path: "/api/v1/threads/" + th.ID + "/read", Token: alice.Token, Body: `{"seq":1}`}), http.StatusNoContent)
 		if n := unread(alice); n != 1 {
 			t.Errorf("after read 1: alice unread %d, want still 1", n)
 		}
-		wantStatus(t, s.do(t, call{Method: "POST", Path: "/api/v1/threads/" + th.ID + "/read", Token: alice.Token, Body: `{"seq":3}`}), http.StatusNoContent)
+		hosttest.WantStatus(t, s.Do(t, call{Method: "POST", Path: "/api/v1/threads/" + th.ID + "/read", Token: alice.Token, Body: `{"seq":3}`}), http.StatusNoContent)
 		if n := unread(alice); n != 0 {
 			t.Errorf("after read 3: alice unread %d, want 0", n)
 		}
@@ -218,8 +220,8 @@ func TestListThreads(t *testing.T) {
 		alice, bob := s.newUser(t, "alice"), s.newUser(t, "bob")
 		th := s.newThread(t, alice, "late")
 		s.send(t, alice, th.ID, "before bob")
-		r := s.do(t, call{Method: "POST", Path: "/api/v1/threads/" + th.ID + "/members", Token: alice.Token, Body: map[string]string{"username": bob.Username}})
-		wantStatus(t, r, http.StatusOK)
+		r := s.Do(t, call{Method: "POST", Path: "/api/v1/threads/" + th.ID + "/members", Token: alice.Token, Body: map[string]string{"username": bob.Username}})
+		hosttest.WantStatus(t, r, http.StatusOK)
 		if g := s.thread(t, bob, th.ID); g.Unread != 0 || g.LastSeq != 1 {
 			t.Errorf("bob sees unread %d last_seq %d, want 0 and 1", g.Unread, g.LastSeq)
 		}
@@ -262,12 +264,12 @@ func TestReadMark(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			r := s.do(t, call{Method: "POST", Path: "/api/v1/threads/" + tc.thread + "/read", Token: tc.user.Token, Body: tc.body})
+			r := s.Do(t, call{Method: "POST", Path: "/api/v1/threads/" + tc.thread + "/read", Token: tc.user.Token, Body: tc.body})
 			if tc.code == "" {
-				wantStatus(t, r, tc.status)
+				hosttest.WantStatus(t, r, tc.status)
 				return
 			}
-			wantError(t, r, tc.status, tc.code)
+			hosttest.WantError(t, r, tc.status, tc.code)
 		})
 	}
 }
@@ -288,10 +290,10 @@ func TestGetThread(t *testing.T) {
 
 	t.Run("a non-member learns nothing", func(t *testing.T) {
 		t.Parallel()
-		member := s.do(t, call{Method: "GET", Path: "/api/v1/threads/" + th.ID, Token: eve.Token})
-		none := s.do(t, call{Method: "GET", Path: "/api/v1/threads/01890000-0000-7000-8000-000000000000", Token: eve.Token})
-		wantError(t, member, http.StatusNotFound, "not_found")
-		wantError(t, none, http.StatusNotFound, "not_found")
+		member := s.Do(t, call{Method: "GET", Path: "/api/v1/threads/" + th.ID, Token: eve.Token})
+		none := s.Do(t, call{Method: "GET", Path: "/api/v1/threads/01890000-0000-7000-8000-000000000000", Token: eve.Token})
+		hosttest.WantError(t, member, http.StatusNotFound, "not_found")
+		hosttest.WantError(t, none, http.StatusNotFound, "not_found")
 		if !bytes.Equal(member.Body, none.Body) {
 			t.Errorf("an existing thread answers %s, a missing one %s: want identical", member.Body, none.Body)
 		}
@@ -310,8 +312,8 @@ func TestGetThread(t *testing.T) {
 	} {
 		t.Run("malformed id "+id, func(t *testing.T) {
 			t.Parallel()
-			r := s.do(t, call{Method: "GET", Path: "/api/v1/threads/" + id, Token: alice.Token})
-			wantError(t, r, http.StatusNotFound, "not_found")
+			r := s.Do(t, call{Method: "GET", Path: "/api/v1/threads/" + id, Token: alice.Token})
+			hosttest.WantError(t, r, http.StatusNotFound, "not_found")
 		})
 	}
 }
@@ -333,10 +335,10 @@ func TestMembers(t *testing.T) {
 		t.Parallel()
 		creator, member, outsider, th := setup(t)
 		for i := 0; i < 2; i++ {
-			r := s.do(t, call{Method: "POST", Path: addPath(th), Token: creator.Token, Body: map[string]string{"username": strings.ToUpper(outsider.Username)}})
-			wantStatus(t, r, http.StatusOK)
+			r := s.Do(t, call{Method: "POST", Path: addPath(th), Token: creator.Token, Body: map[string]string{"username": strings.ToUpper(outsider.Username)}})
+			hosttest.WantStatus(t, r, http.StatusOK)
 			var out struct{ Thread apiThread }
-			r.decode(t, &out)
+			r.Decode(t, &out)
 			if got, want := memberIDs(out.Thread), ids(creator, member, outsider); !slices.Equal(got, want) {
 				t.Fatalf("members %v, want %v", got, want)
 			}
@@ -347,24 +349,24 @@ func TestMembers(t *testing.T) {
 	t.Run("another member may not add: 403", func(t *testing.T) {
 		t.Parallel()
 		_, member, outsider, th := setup(t)
-		r := s.do(t, call{Method: "POST", Path: addPath(th), Token: member.Token, Body: map[string]string{"username": outsider.Username}})
-		wantError(t, r, http.StatusForbidden, "forbidden")
-		wantError(t, s.do(t, call{Method: "GET", Path: "/api/v1/threads/" + th.ID, Token: outsider.Token}), http.StatusNotFound, "not_found")
+		r := s.Do(t, call{Method: "POST", Path: addPath(th), Token: member.Token, Body: map[string]string{"username": outsider.Username}})
+		hosttest.WantError(t, r, http.StatusForbidden, "forbidden")
+		hosttest.WantError(t, s.Do(t, call{Method: "GET", Path: "/api/v1/threads/" + th.ID, Token: outsider.Token}), http.StatusNotFound, "not_found")
 	})
 
 	t.Run("a non-member may not add: 404", func(t *testing.T) {
 		t.Parallel()
 		_, _, outsider, th := setup(t)
-		r := s.do(t, call{Method: "POST", Path: addPath(th), Token: outsider.Token, Body: map[string]string{"username": outsider.Username}})
-		wantError(t, r, http.StatusNotFound, "not_found")
+		r := s.Do(t, call{Method: "POST", Path: addPath(th), Token: outsider.Token, Body: map[string]string{"username": outsider.Username}})
+		hosttest.WantError(t, r, http.StatusNotFound, "not_found")
 	})
 
 	t.Run("unknown user: 400 unknown_user", func(t *testing.T) {
 		t.Parallel()
 		creator, _, _, th := setup(t)
 		ghost := s.name("ghost")
-		r := s.do(t, call{Method: "POST", Path: addPath(th), Token: creator.Token, Body: map[string]string{"username": ghost}})
-		e := wantError(t, r, http.StatusBadRequest, "unknown_user")
+		r := s.Do(t, call{Method: "POST", Path: addPath(th), Token: creator.Token, Body: map[string]string{"username": ghost}})
+		e := hosttest.WantError(t, r, http.StatusBadRequest, "unknown_user")
 		if got := detailNames(t, e); !slices.Equal(got, []string{ghost}) {
 			t.Errorf("details.usernames %v, want [%s]", got, ghost)
 		}
@@ -374,47 +376,47 @@ func TestMembers(t *testing.T) {
 		t.Parallel()
 		creator, member, _, _ := setup(t)
 		for _, id := range []string{"01890000-0000-7000-8000-000000000000", "nope"} {
-			r := s.do(t, call{Method: "POST", Path: "/api/v1/threads/" + id + "/members", Token: creator.Token, Body: map[string]string{"username": member.Username}})
-			wantError(t, r, http.StatusNotFound, "not_found")
+			r := s.Do(t, call{Method: "POST", Path: "/api/v1/threads/" + id + "/members", Token: creator.Token, Body: map[string]string{"username": member.Username}})
+			hosttest.WantError(t, r, http.StatusNotFound, "not_found")
 		}
 	})
 
 	t.Run("username of the wrong type: 400", func(t *testing.T) {
 		t.Parallel()
 		creator, _, _, th := setup(t)
-		r := s.do(t, call{Method: "POST", Path: addPath(th), Token: creator.Token, Body: `{"username":["a"]}`})
-		wantError(t, r, http.StatusBadRequest, "invalid_request")
+		r := s.Do(t, call{Method: "POST", Path: addPath(th), Token: creator.Token, Body: `{"username":["a"]}`})
+		hosttest.WantError(t, r, http.StatusBadRequest, "invalid_request")
 	})
 
 	t.Run("a member leaves: 204, then 404", func(t *testing.T) {
 		t.Parallel()
 		creator, member, _, th := setup(t)
-		r := s.do(t, call{Method: "DELETE", Path: delPath(th, member.ID), Token: member.Token})
-		wantStatus(t, r, http.StatusNoContent)
-		wantError(t, s.do(t, call{Method: "GET", Path: "/api/v1/threads/" + th.ID, Token: member.Token}), http.StatusNotFound, "not_found")
+		r := s.Do(t, call{Method: "DELETE", Path: delPath(th, member.ID), Token: member.Token})
+		hosttest.WantStatus(t, r, http.StatusNoContent)
+		hosttest.WantError(t, s.Do(t, call{Method: "GET", Path: "/api/v1/threads/" + th.ID, Token: member.Token}), http.StatusNotFound, "not_found")
 		if got := memberIDs(s.thread(t, creator, th.ID)); !slices.Equal(got, ids(creator)) {
 			t.Errorf("members %v after leaving, want only the creator", got)
 		}
 		// Gone means gone: leaving again, sending, reading are all 404.
-		wantError(t, s.do(t, call{Method: "DELETE", Path: delPath(th, member.ID), Token: member.Token}), http.StatusNotFound, "not_found")
-		r = s.do(t, call{Method: "POST", Path: "/api/v1/threads/" + th.ID + "/messages", Token: member.Token, Body: map[string]string{"client_msg_id": "x", "body": "hi"}})
-		wantError(t, r, http.StatusNotFound, "not_found")
-		wantError(t, s.do(t, call{Method: "GET", Path: "/api/v1/threads/" + th.ID + "/messages", Token: member.Token}), http.StatusNotFound, "not_found")
+		hosttest.WantError(t, s.Do(t, call{Method: "DELETE", Path: delPath(th, member.ID), Token: member.Token}), http.StatusNotFound, "not_found")
+		r = s.Do(t, call{Method: "POST", Path: "/api/v1/threads/" + th.ID + "/messages", Token: member.Token, Body: map[string]string{"client_msg_id": "x", "body": "hi"}})
+		hosttest.WantError(t, r, http.StatusNotFound, "not_found")
+		hosttest.WantError(t, s.Do(t, call{Method: "GET", Path: "/api/v1/threads/" + th.ID + "/messages", Token: member.Token}), http.StatusNotFound, "not_found")
 	})
 
 	t.Run("the creator removes a member: 204", func(t *testing.T) {
 		t.Parallel()
 		creator, member, _, th := setup(t)
-		wantStatus(t, s.do(t, call{Method: "DELETE", Path: delPath(th, member.ID), Token: creator.Token}), http.StatusNoContent)
-		wantError(t, s.do(t, call{Method: "GET", Path: "/api/v1/threads/" + th.ID, Token: member.Token}), http.StatusNotFound, "not_found")
+		hosttest.WantStatus(t, s.Do(t, call{Method: "DELETE", Path: delPath(th, member.ID), Token: creator.Token}), http.StatusNoContent)
+		hosttest.WantError(t, s.Do(t, call{Method: "GET", Path: "/api/v1/threads/" + th.ID, Token: member.Token}), http.StatusNotFound, "not_found")
 	})
 
 	t.Run("a member removing someone else: 403", func(t *testing.T) {
 		t.Parallel()
 		creator, member, outsider, th := setup(t)
-		wantStatus(t, s.do(t, call{Method: "POST", Path: addPath(th), Token: creator.Token, Body: map[string]string{"username": outsider.Username}}), http.StatusOK)
+		hosttest.WantStatus(t, s.Do(t, call{Method: "POST", Path: addPath(th), Token: creator.Token, Body: map[string]string{"username": outsider.Username}}), http.StatusOK)
 		for _, victim := range []testUser{creator, outsider} {
-			wantError(t, s.do(t, call{Method: "DELETE", Path: delPath(th, victim.ID), Token: member.Token}), http.StatusForbidden, "forbidden")
+			hosttest.WantError(t, s.Do(t, call{Method: "DELETE", Path: delPath(th, victim.ID), Token: member.Token}), http.StatusForbidden, "forbidden")
 		}
 		if got := memberIDs(s.thread(t, creator, th.ID)); !slices.Equal(got, ids(creator, member, outsider)) {
 			t.Errorf("members %v, want all three", got)
@@ -424,15 +426,15 @@ func TestMembers(t *testing.T) {
 	t.Run("a non-member removing: 404", func(t *testing.T) {
 		t.Parallel()
 		_, member, outsider, th := setup(t)
-		wantError(t, s.do(t, call{Method: "DELETE", Path: delPath(th, member.ID), Token: outsider.Token}), http.StatusNotFound, "not_found")
-		wantError(t, s.do(t, call{Method: "DELETE", Path: delPath(th, outsider.ID), Token: outsider.Token}), http.StatusNotFound, "not_found")
+		hosttest.WantError(t, s.Do(t, call{Method: "DELETE", Path: delPath(th, member.ID), Token: outsider.Token}), http.StatusNotFound, "not_found")
+		hosttest.WantError(t, s.Do(t, call{Method: "DELETE", Path: delPath(th, outsider.ID), Token: outsider.Token}), http.StatusNotFound, "not_found")
 	})
 
 	t.Run("removing someone who is not a member: 404", func(t *testing.T) {
 		t.Parallel()
 		creator, _, outsider, th := setup(t)
 		for _, id := range []string{outsider.ID, "01890000-0000-7000-8000-000000000000", "garbage"} {
-			wantError(t, s.do(t, call{Method: "DELETE", Path: delPath(th, id), Token: creator.Token}), http.StatusNotFound, "not_found")
+			hosttest.WantError(t, s.Do(t, call{Method: "DELETE", Path: delPath(th, id), Token: creator.Token}), http.StatusNotFound, "not_found")
 		}
 	})
 }
@@ -442,11 +444,11 @@ func TestThreadMemberLimit(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, map[string]string{"CHAT_LIMIT_THREAD_MEMBERS": "3"})
 	a, b, c, d := s.newUser(t, "a"), s.newUser(t, "b"), s.newUser(t, "c"), s.newUser(t, "d")
-	r := s.do(t, call{Method: "POST", Path: "/api/v1/threads", Token: a.Token, Body: map[string]any{"name": "big", "members": []string{b.Username, c.Username, d.Username}}})
-	wantError(t, r, http.StatusBadRequest, "invalid_request")
+	r := s.Do(t, call{Method: "POST", Path: "/api/v1/threads", Token: a.Token, Body: map[string]any{"name": "big", "members": []string{b.Username, c.Username, d.Username}}})
+	hosttest.WantError(t, r, http.StatusBadRequest, "invalid_request")
 	th := s.newThread(t, a, "full", b, c)
-	r = s.do(t, call{Method: "POST", Path: "/api/v1/threads/" + th.ID + "/members", Token: a.Token, Body: map[string]string{"username": d.Username}})
-	wantError(t, r, http.StatusBadRequest, "invalid_request")
+	r = s.Do(t, call{Method: "POST", Path: "/api/v1/threads/" + th.ID + "/members", Token: a.Token, Body: map[string]string{"username": d.Username}})
+	hosttest.WantError(t, r, http.StatusBadRequest, "invalid_request")
 	if got := memberIDs(s.thread(t, a, th.ID)); !slices.Equal(got, ids(a, b, c)) {
 		t.Errorf("members %v, want a, b, c", got)
 	}

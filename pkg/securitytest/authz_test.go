@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"slices"
 	"testing"
+
+	"github.com/switchboard-chat/switchboard/pkg/hosttest"
 )
 
 // Who makes a request in the authorization matrix.
@@ -51,7 +53,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		var out struct {
 			Threads []apiThread `json:"threads"`
 		}
-		r.decode(t, &out)
+		r.Decode(t, &out)
 		return slices.ContainsFunc(out.Threads, func(x apiThread) bool { return x.ID == id })
 	}
 	routes := []struct {
@@ -78,7 +80,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 				var out struct {
 					User apiUser `json:"user"`
 				}
-				r.decode(t, &out)
+				r.Decode(t, &out)
 				if out.User.ID != c.u.ID {
 					t.Errorf("GET /me answered %v, want %s", out.User, c.u.Username)
 				}
@@ -111,13 +113,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 				var out struct {
 					Messages []apiMessage `json:"messages"`
 				}
-				r.decode(t, &out)
+				r.Decode(t, &out)
 				if len(out.Messages) != 1 || out.Messages[0].Body != "hello" {
 					t.Errorf("history %+v, want the one message", out.Messages)
 				}
 			}},
 		{"POST /threads/{id}/messages", func(c cell) reply {
-			return call(c, "POST", "/api/v1/threads/"+c.T.ID+"/messages", map[string]string{"client_msg_id": "mx-" + randomHex(t, 4), "body": "hi"})
+			return call(c, "POST", "/api/v1/threads/"+c.T.ID+"/messages", map[string]string{"client_msg_id": "mx-" + hosttest.RandomHex(4), "body": "hi"})
 		}, [4]int{401, 404, 201, 201}, nil},
 		{"POST /threads/{id}/read", func(c cell) reply {
 			return call(c, "POST", "/api/v1/threads/"+c.T.ID+"/read", map[string]int{"seq": 1})
@@ -131,7 +133,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 						UserID string `json:"user_id"`
 					} `json:"presence"`
 				}
-				r.decode(t, &out)
+				r.Decode(t, &out)
 				want := 3 // creator, member and victim share the cell's thread with the caller
 				if c.who == otherUser {
 					want = 0 // who shares no thread with them learns nothing
@@ -162,11 +164,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 				want := rt.want[who]
 				if want >= 400 {
 					code := map[int]string{401: "unauthenticated", 403: "forbidden", 404: "not_found"}[want]
-					wantError(t, r, want, code)
+					hosttest.WantError(t, r, want, code)
 					wantUnchanged(t, before, s.snapshot(t))
 					return
 				}
-				wantStatus(t, r, want)
+				hosttest.WantStatus(t, r, want)
 				if rt.check != nil {
 					rt.check(t, c, r)
 				}
@@ -182,7 +184,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		want  [4]string
 	}{
 		{"send", func(c cell) (any, string) {
-			id := "fx-" + randomHex(t, 4)
+			id := "fx-" + hosttest.RandomHex(4)
 			return map[string]string{"type": "send", "thread_id": c.T.ID, "client_msg_id": id, "body": "hi"}, id
 		}, [4]string{"", "error not_member", "sent", "sent"}},
 		{"ack", func(c cell) (any, string) { return map[string]any{"type": "ack", "thread_id": c.T.ID, "seq": 1}, "" },

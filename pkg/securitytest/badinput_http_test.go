@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
+	"github.com/switchboard-chat/switchboard/pkg/hosttest"
 )
 
 // nested returns v wrapped in depth JSON arrays.
@@ -234,9 +235,9 @@ func TestBadInputHTTP(t *testing.T) {
 			before := s.snapshot(t)
 			r := h.do(t, tc.r)
 			if tc.code != "" {
-				wantError(t, r, tc.status, tc.code)
+				hosttest.WantError(t, r, tc.status, tc.code)
 			} else {
-				wantStatus(t, r, tc.status)
+				hosttest.WantStatus(t, r, tc.status)
 			}
 			if tc.check != nil {
 				if err := tc.check(r); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
 	"github.com/switchboard-chat/switchboard/pkg/cluster"
+	"github.com/switchboard-chat/switchboard/pkg/hosttest"
 )
 
 // TestBadInputInternal calls the internal listener with every kind of bad signature and
@@ -28,8 +29,8 @@ func TestBadInputInternal(t *testing.T) {
 	h.send(t, alice, th.ID, "one")
 	w := h.dial(t, bob)
 
-	good := cluster.NewSigner(s.secret)
-	other := cluster.NewSigner(randomHex(t, 32))
+	good := cluster.NewSigner(s.Secret)
+	other := cluster.NewSigner(hosttest.RandomHex(32))
 	empty := cluster.NewSigner("")
 	stamp := func(off time.Duration) string { return strconv.FormatInt(time.Now().Add(off).Unix(), 10) }
 
@@ -126,7 +127,7 @@ func TestBadInputInternal(t *testing.T) {
 		if c.body != nil {
 			body = c.body
 		}
-		r, err := doHTTP(h.client, h.InternalURL, req{Method: c.method, Path: c.path, Body: body, Header: hdr})
+		r, err := doHTTP(h.Client, h.InternalURL, req{Method: c.method, Path: c.path, Body: body, Header: hdr})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -135,7 +136,7 @@ func TestBadInputInternal(t *testing.T) {
 	for _, tc := range rows {
 		t.Run(tc.name, func(t *testing.T) {
 			before := s.snapshot(t)
-			wantError(t, do(t, tc.c), http.StatusUnauthorized, "bad_signature")
+			hosttest.WantError(t, do(t, tc.c), http.StatusUnauthorized, "bad_signature")
 			if got := w.roundTrip(t); len(got) != 0 {
 				t.Errorf("the socket received %v, want nothing", got)
 			}
@@ -148,12 +149,12 @@ func TestBadInputInternal(t *testing.T) {
 		t.Run(fmt.Sprintf("timestamp %s off is accepted", off), func(t *testing.T) {
 			c := call{method: "POST", path: cluster.PathDisconnect, body: mustJSON(map[string]string{"user_id": chat.NewID()}), ts: stamp(off)}
 			r := do(t, signed(good, c, c))
-			wantStatus(t, r, http.StatusOK)
+			hosttest.WantStatus(t, r, http.StatusOK)
 			if err := wantJSON(`{"closed":0}`)(r); err != nil {
 				t.Error(err)
 			}
 			c = call{method: "POST", path: cluster.PathDeliver, body: deliverTyping, ts: stamp(off)}
-			wantStatus(t, do(t, signed(good, c, c)), http.StatusOK)
+			hosttest.WantStatus(t, do(t, signed(good, c, c)), http.StatusOK)
 			got := w.roundTrip(t)
 			if len(got) != 1 || got[0].typ() != "typing" || got[0].str("user_id") != alice.ID {
 				t.Errorf("the socket received %v, want alice's typing", got)
@@ -164,7 +165,7 @@ func TestBadInputInternal(t *testing.T) {
 	t.Run("a signed disconnect closes the socket 4001", func(t *testing.T) {
 		c := call{method: "POST", path: cluster.PathDisconnect, body: disconnectUser, ts: stamp(0)}
 		r := do(t, signed(good, c, c))
-		wantStatus(t, r, http.StatusOK)
+		hosttest.WantStatus(t, r, http.StatusOK)
 		if err := wantJSON(`{"closed":1}`)(r); err != nil {
 			t.Error(err)
 		}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/switchboard-chat/switchboard/pkg/hosttest"
 )
 
 // ackedSeq reads a member's acked seq from PostgreSQL.
@@ -153,7 +155,7 @@ func TestBadInputWebSocket(t *testing.T) {
 			if tc.ack {
 				markerSeq++
 				w.write(t, fmt.Sprintf(`{"type":"ack","thread_id":%q,"seq":%d}`, M, markerSeq))
-				checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+				hosttest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 					if got := s.ackedSeq(t, M, bob.ID); got != markerSeq {
 						return fmt.Errorf("marker acked_seq %d, want %d", got, markerSeq)
 					}

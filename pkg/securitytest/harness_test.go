@@ -1,16 +1,13 @@
 package securitytest
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -31,18 +28,12 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
-	"github.com/switchboard-chat/switchboard/pkg/config"
-	"github.com/switchboard-chat/switchboard/pkg/dbtest"
-	"github.com/switchboard-chat/switchboard/pkg/host"
-	"github.com/switchboard-chat/switchboard/pkg/httpapi"
-	"github.com/switchboard-chat/switchboard/pkg/password"
-	"github.com/switchboard-chat/switchboard/pkg/postgres"
-	"github.com/switchboard-chat/switchboard/pkg/redis"
+	"github.com/switchboard-chat/switchboard/pkg/hosttest"
 )
 
 // testPassword is every test user's password; random per run so that the log sweep
 // can look for it.
-var testPassword = "pw" + randomHex(nil, 10)
+var testPassword = "pw" + hosttest.RandomHex(10)
 
 // chatdBin is the chatd binary TestMain builds, for the tests that exec it.
 var chatdBin string
@@ -91,7 +82,7 @@ func runMain(m *testing.M) int {
 type secretWatch struct {
 	mu      sync.Mutex
 	secrets map[string]string // value -> what it is
-	logs    []*logSink
+	logs    []namedLogs
 }
 
 var watch = &secretWatch{secrets: map[string]string{}}
@@ -106,10 +97,17 @@ func (w *secretWatch) secret(what, s string) {
 	w.secrets[s] = what
 }
 
-func (w *secretWatch) sink(s *logSink) {
+// namedLogs is one host's log, named for the sweep's report.
+type namedLogs struct {
+	name string
+	logs *hosttest.LogBuffer
+}
+
+// sink adds the log of one host, named name, to those the sweep reads.
+func (w *secretWatch) sink(name string, logs *hosttest.LogBuffer) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.logs = append(w.logs, s)
+	w.logs = append(w.logs, namedLogs{name: name, logs: logs})
 }
 
 // sweep returns every log line that holds a recorded secret.
@@ -118,7 +116,7 @@ func (w *secretWatch) sweep() []string {
 	defer w.mu.Unlock()
 	var out []string
 	for _, l := range w.logs {
-		out = append(out, findSecrets(l.String(), w.secrets, l.name)...)
+		out = append(out, findSecrets(l.logs.String(), w.secrets, l.name)...)
 	}
 	return out
 }
@@ -136,82 +134,21 @@ func findSecrets(text string, secrets map[string]string, where string) []string 
 	return out
 }
 
-// logSink collects one host's JSON log lines.
-type logSink struct {
-	name string
-	mu   sync.Mutex
-	buf  bytes.Buffer
-}
-
-func (b *logSink) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logSink) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// randomHex returns 2n random hex digits.
-func randomHex(tb testing.TB, n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		if tb != nil {
-			tb.Fatal(err)
-		}
-		panic(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-// checkFor polls fn every interval until it returns nil, failing the test with fn's
-// last error when timeout passes.
-func checkFor(tb testing.TB, timeout, interval time.Duration, fn func() error) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("condition not met within %s: %v", timeout, err)
-		}
-		time.Sleep(interval)
-	}
-}
-
 // ---- a cluster of in-process hosts on shared stores ------------------------------------
 
 // stack is one test's stores (a fresh database, a fresh Redis prefix, one cluster
 // secret) and the hosts started on them, each reached over real TCP.
 type stack struct {
-	t        *testing.T
-	dbURL    string
-	redisURL string
-	prefix   string
-	secret   string
-	rdb      goredis.UniversalClient
-	sql      *sql.DB
-	hosts    []*node
-	names    atomic.Int64
+	*hosttest.Stores
+	sql   *sql.DB
+	hosts []*node
+	names atomic.Int64
 }
 
 // node is one running host.
 type node struct {
-	s           *stack
-	Name        string
-	URL         string // http://127.0.0.1:port
-	Addr        string // 127.0.0.1:port
-	InternalURL string
-	HostID      string
-	Host        *host.Host
-	Logs        *logSink
-	client      *http.Client
-	stop        func()
+	*hosttest.Host
+	s *stack
 }
 
 // newStack creates the stores and starts n hosts with the same settings (env over the
@@ -228,126 +165,31 @@ func newStack(t *testing.T, n int, env map[string]string) *stack {
 // newStores creates the stores of a stack without hosts.
 func newStores(t *testing.T) *stack {
 	t.Helper()
-	rdb, prefix := dbtest.NewRedis(t)
-	dbURL := dbtest.NewDatabaseURL(t)
-	redisURL := os.Getenv("TEST_REDIS_URL")
-	if redisURL == "" {
-		redisURL = dbtest.DefaultRedisURL
-	}
-	db, err := sql.Open("pgx", dbURL)
+	stores := hosttest.NewStores(t)
+	db, err := sql.Open("pgx", stores.DatabaseURL)
 	if err != nil {
 		t.Fatalf("open database for snapshots: %v", err)
 	}
 	db.SetMaxOpenConns(2)
 	t.Cleanup(func() { _ = db.Close() })
-	s := &stack{t: t, dbURL: dbURL, redisURL: redisURL, prefix: prefix, secret: randomHex(t, 32), rdb: rdb, sql: db}
-	watch.secret("cluster secret", s.secret)
+	s := &stack{Stores: stores, sql: db}
+	watch.secret("cluster secret", s.Secret)
 	return s
 }
 
-// addHost starts one more host on the stack's stores. Settings are production's except:
-// loopback listeners on free ports, bcrypt at its minimum cost (or hasher), a
-// per-address auth limit high enough for the many logins of one test (the tests of
-// that limit set it back), a 3 s drain and debug logs, as JSON, into a buffer the
-// secret sweep reads. env overrides any of them.
+// addHost starts one more host on the stack's stores, with hosttest's settings (see
+// hosttest.Stores.Start) but for logs as JSON, which the secret sweep reads, and
+// passwords hashed by hasher when not nil. env overrides any setting.
 func (s *stack) addHost(t *testing.T, env map[string]string, hasher chat.PasswordHasher) *node {
 	t.Helper()
-	vars := map[string]string{
-		"CHAT_HOST_ID":               "sec-" + randomHex(t, 5),
-		"CHAT_PUBLIC_ADDR":           "127.0.0.1:0",
-		"CHAT_INTERNAL_ADDR":         "127.0.0.1:0",
-		"CHAT_DATABASE_URL":          s.dbURL,
-		"CHAT_REDIS_URL":             s.redisURL,
-		"CHAT_REDIS_PREFIX":          s.prefix,
-		"CHAT_CLUSTER_SECRET":        s.secret,
-		"CHAT_BCRYPT_COST":           "4",
-		"CHAT_LIMIT_AUTH_PER_MINUTE": "1000000",
-		"CHAT_DRAIN_TIMEOUT":         "3s",
-		"CHAT_LOG_LEVEL":             "debug",
-		"CHAT_LOG_FORMAT":            "json",
-	}
+	vars := map[string]string{"CHAT_LOG_FORMAT": "json"}
 	for k, v := range env {
 		vars[k] = v
 	}
-	cfg, err := config.Load("test", nil, func(k string) string { return vars[k] }, io.Discard)
-	if err != nil {
-		t.Fatalf("config.Load: %v", err)
-	}
-	if err := cfg.Validate(config.Requirements{Stores: true}); err != nil {
-		t.Fatalf("config.Validate: %v", err)
-	}
-	if hasher == nil {
-		hasher = password.New(bcrypt.MinCost)
-	}
-	logs := &logSink{name: t.Name() + "/" + cfg.HostID}
-	watch.sink(logs)
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	db, err := postgres.OpenURL(ctx, s.dbURL, postgres.Config{MaxOpenConns: 10}, log)
-	if err != nil {
-		t.Fatalf("open database: %v", err)
-	}
-	rs := redis.New(s.rdb, redis.Config{Prefix: s.prefix}, log)
-	h, err := host.New(cfg, host.Options{DB: db, Redis: rs, Hasher: hasher}, log)
-	if err != nil {
-		_ = db.Close()
-		t.Fatalf("host.New: %v", err)
-	}
-	if err := h.Start(ctx); err != nil {
-		_ = db.Close()
-		t.Fatalf("host.Start: %v", err)
-	}
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Run(runCtx) }()
-
-	n := &node{
-		s: s, Name: fmt.Sprintf("host%d", len(s.hosts)+1), URL: "http://" + h.PublicAddr(), Addr: h.PublicAddr(),
-		InternalURL: "http://" + h.InternalAddr(), HostID: cfg.HostID, Host: h, Logs: logs,
-		client: &http.Client{
-			Transport: &http.Transport{MaxIdleConnsPerHost: 32},
-			Timeout:   20 * time.Second,
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		},
-	}
-	var once sync.Once
-	n.stop = func() {
-		once.Do(func() {
-			stop()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("%s: host.Run: %v", n.Name, err)
-				}
-			case <-time.After(15 * time.Second):
-				t.Errorf("%s: host did not stop within 15s", n.Name)
-			}
-		})
-	}
-	// Registered after the stores' cleanups, so it runs before them.
-	t.Cleanup(func() {
-		n.stop()
-		n.client.CloseIdleConnections()
-		_ = db.Close()
-		if t.Failed() {
-			t.Logf("%s (%s) log:\n%s", n.Name, n.HostID, logs.String())
-		}
-	})
+	h := s.Start(t, hosttest.Options{Name: fmt.Sprintf("host%d", len(s.hosts)+1), Env: vars, Hasher: hasher})
+	watch.sink(t.Name()+"/"+h.HostID, h.Logs)
+	n := &node{Host: h, s: s}
 	s.hosts = append(s.hosts, n)
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		r, err := n.try(req{Method: "GET", Path: "/readyz"})
-		if err != nil {
-			return err
-		}
-		if r.Status != http.StatusOK {
-			return fmt.Errorf("/readyz answered %d: %s", r.Status, r.Body)
-		}
-		return nil
-	})
 	return n
 }
 
@@ -361,29 +203,12 @@ func (s *stack) name(prefix string) string {
 
 // ---- HTTP ------------------------------------------------------------------------------
 
-// req is one HTTP request of a test.
-type req struct {
-	Method string
-	Path   string // with the query
-	// Body is sent as is when a string or []byte, JSON-encoded otherwise; nil sends none.
-	Body any
-	// ContentType defaults to application/json when there is a body; "none" sends none.
-	ContentType string
-	Token       string // Authorization: Bearer <Token>
-	Cookie      string // chat_session=<Cookie>
-	Origin      string
-	// Chunked hides the body's length (Transfer-Encoding: chunked).
-	Chunked bool
-	Header  http.Header
-}
-
-// reply is a server's answer, fully read.
-type reply struct {
-	Status  int
-	Header  http.Header
-	Body    []byte
-	Cookies []*http.Cookie
-}
+type (
+	// req is one HTTP request of a test.
+	req = hosttest.Request
+	// reply is a server's answer, fully read.
+	reply = hosttest.Reply
+)
 
 func (n *node) do(tb testing.TB, r req) reply {
 	tb.Helper()
@@ -396,173 +221,32 @@ func (n *node) do(tb testing.TB, r req) reply {
 
 // try is do for goroutines other than the test's.
 func (n *node) try(r req) (reply, error) {
-	return doHTTP(n.client, n.URL, r)
+	return doHTTP(n.Client, n.URL, r)
 }
 
+// doHTTP is hosttest.Do that adds every token any test is given to the secrets the
+// log sweep looks for.
 func doHTTP(client *http.Client, base string, r req) (reply, error) {
-	var body io.Reader
-	if r.Body != nil {
-		var b []byte
-		switch v := r.Body.(type) {
-		case string:
-			b = []byte(v)
-		case []byte:
-			b = v
-		default:
-			var err error
-			if b, err = json.Marshal(v); err != nil {
-				return reply{}, fmt.Errorf("encode request body: %w", err)
-			}
-		}
-		if r.Chunked {
-			body = io.MultiReader(bytes.NewReader(b)) // hides the length
-		} else {
-			body = bytes.NewReader(b)
-		}
-	}
-	hr, err := http.NewRequestWithContext(context.Background(), r.Method, base+r.Path, body)
+	rep, err := hosttest.Do(client, base, r)
 	if err != nil {
-		return reply{}, fmt.Errorf("new request: %w", err)
+		return rep, err
 	}
-	for k, vs := range r.Header {
-		hr.Header[k] = vs
-	}
-	switch {
-	case r.ContentType == "none":
-	case r.ContentType != "":
-		hr.Header.Set("Content-Type", r.ContentType)
-	case r.Body != nil:
-		hr.Header.Set("Content-Type", "application/json")
-	}
-	if r.Token != "" {
-		hr.Header.Set("Authorization", "Bearer "+r.Token)
-	}
-	if r.Cookie != "" {
-		hr.Header.Add("Cookie", httpapi.CookieName+"="+r.Cookie)
-	}
-	if r.Origin != "" {
-		hr.Header.Set("Origin", r.Origin)
-	}
-	resp, err := client.Do(hr)
-	if err != nil {
-		return reply{}, fmt.Errorf("%s %s: %w", r.Method, r.Path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return reply{}, fmt.Errorf("%s %s: read answer: %w", r.Method, r.Path, err)
-	}
-	rep := reply{Status: resp.StatusCode, Header: resp.Header, Body: b, Cookies: resp.Cookies()}
-	// Every token any test is given joins the secrets the log sweep looks for.
 	var login struct {
 		Token string `json:"token"`
 	}
-	if json.Unmarshal(b, &login) == nil && login.Token != "" {
+	if json.Unmarshal(rep.Body, &login) == nil && login.Token != "" {
 		watch.secret("token", login.Token)
 		watch.secret("session hash", chat.HashToken(login.Token))
 	}
 	return rep, nil
 }
 
-// decode unmarshals the answer's JSON body into v.
-func (r reply) decode(tb testing.TB, v any) {
-	tb.Helper()
-	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		tb.Fatalf("Content-Type %q, want application/json; body %s", ct, r.Body)
-	}
-	if err := json.Unmarshal(r.Body, v); err != nil {
-		tb.Fatalf("decode %s: %v", r.Body, err)
-	}
-}
-
-// wantStatus fails unless the answer has status.
-func wantStatus(tb testing.TB, r reply, status int) {
-	tb.Helper()
-	if r.Status != status {
-		tb.Fatalf("status %d, want %d; body %s", r.Status, status, r.Body)
-	}
-}
-
-// apiError is the contract's error body.
-type apiError struct {
-	Code    string         `json:"code"`
-	Message string         `json:"message"`
-	Details map[string]any `json:"details"`
-}
-
-// checkError reports how r differs from the contract's error answer with status and
-// code: exactly {"error":{"code","message"[,"details"]}}, a JSON body, a non-empty
-// message.
-func checkError(r reply, status int, code string) (apiError, error) {
-	var e apiError
-	if r.Status != status {
-		return e, fmt.Errorf("status %d, want %d (%s); body %s", r.Status, status, code, r.Body)
-	}
-	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		return e, fmt.Errorf("Content-Type %q, want application/json; body %s", ct, r.Body)
-	}
-	var outer map[string]json.RawMessage
-	if err := json.Unmarshal(r.Body, &outer); err != nil || len(outer) != 1 || outer["error"] == nil {
-		return e, fmt.Errorf("error body %s: want exactly one key, error", r.Body)
-	}
-	var inner map[string]json.RawMessage
-	if err := json.Unmarshal(outer["error"], &inner); err != nil {
-		return e, fmt.Errorf("error body %s: error is not an object", r.Body)
-	}
-	for k := range inner {
-		if k != "code" && k != "message" && k != "details" {
-			return e, fmt.Errorf("error body %s: unexpected key %q", r.Body, k)
-		}
-	}
-	if err := json.Unmarshal(outer["error"], &e); err != nil {
-		return e, fmt.Errorf("error body %s: %w", r.Body, err)
-	}
-	if e.Code != code {
-		return e, fmt.Errorf("error code %q, want %q; body %s", e.Code, code, r.Body)
-	}
-	if e.Message == "" {
-		return e, fmt.Errorf("error body %s: empty message", r.Body)
-	}
-	return e, nil
-}
-
-// wantError fails unless r is the contract's error answer with status and code.
-func wantError(tb testing.TB, r reply, status int, code string) apiError {
-	tb.Helper()
-	e, err := checkError(r, status, code)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return e
-}
-
 // Wire shapes of the contract.
 type (
-	apiUser struct {
-		ID       string `json:"id"`
-		Username string `json:"username"`
-	}
-	apiThread struct {
-		ID        string    `json:"id"`
-		Name      string    `json:"name"`
-		CreatedBy string    `json:"created_by"`
-		Members   []apiUser `json:"members"`
-		LastSeq   int64     `json:"last_seq"`
-		Unread    int64     `json:"unread"`
-	}
-	apiMessage struct {
-		ID          string `json:"id"`
-		ThreadID    string `json:"thread_id"`
-		Seq         int64  `json:"seq"`
-		SenderID    string `json:"sender_id"`
-		ClientMsgID string `json:"client_msg_id"`
-		Body        string `json:"body"`
-	}
-	loginAnswer struct {
-		Token     string  `json:"token"`
-		User      apiUser `json:"user"`
-		ExpiresAt string  `json:"expires_at"`
-	}
+	apiUser     = hosttest.User
+	apiThread   = hosttest.Thread
+	apiMessage  = hosttest.Message
+	loginAnswer = hosttest.LoginAnswer
 )
 
 // user is a registered, logged-in user.
@@ -575,22 +259,13 @@ type user struct {
 // register registers username with the test password and fails unless that answers 201.
 func (n *node) register(tb testing.TB, username string) apiUser {
 	tb.Helper()
-	r := n.do(tb, req{Method: "POST", Path: "/api/v1/auth/register", Body: map[string]string{"username": username, "password": testPassword}})
-	wantStatus(tb, r, http.StatusCreated)
-	var out struct {
-		User apiUser `json:"user"`
-	}
-	r.decode(tb, &out)
-	return out.User
+	return n.Register(tb, username, testPassword)
 }
 
 // login logs username in and returns the answer; the token is recorded for the sweep.
 func (n *node) login(tb testing.TB, username string) loginAnswer {
 	tb.Helper()
-	r := n.do(tb, req{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": username, "password": testPassword}})
-	wantStatus(tb, r, http.StatusOK)
-	var out loginAnswer
-	r.decode(tb, &out)
+	out := n.Login(tb, username, testPassword)
 	watch.secret("token", out.Token)
 	watch.secret("session hash", chat.HashToken(out.Token))
 	return out
@@ -619,26 +294,13 @@ func (n *node) newThread(tb testing.TB, owner user, name string, members ...user
 	for _, m := range members {
 		names = append(names, m.Username)
 	}
-	r := n.do(tb, req{Method: "POST", Path: "/api/v1/threads", Token: owner.Token, Body: map[string]any{"name": name, "members": names}})
-	wantStatus(tb, r, http.StatusCreated)
-	var out struct {
-		Thread apiThread `json:"thread"`
-	}
-	r.decode(tb, &out)
-	return out.Thread
+	return n.NewThread(tb, owner.Token, name, names...)
 }
 
 // send posts a message with a fresh client_msg_id and fails unless it answers 201.
 func (n *node) send(tb testing.TB, u user, threadID, body string) apiMessage {
 	tb.Helper()
-	r := n.do(tb, req{Method: "POST", Path: "/api/v1/threads/" + threadID + "/messages", Token: u.Token,
-		Body: map[string]string{"client_msg_id": "c-" + randomHex(tb, 8), "body": body}})
-	wantStatus(tb, r, http.StatusCreated)
-	var out struct {
-		Message apiMessage `json:"message"`
-	}
-	r.decode(tb, &out)
-	return out.Message
+	return n.Send(tb, u.Token, threadID, body)
 }
 
 // ---- state snapshots -------------------------------------------------------------------
@@ -685,20 +347,20 @@ func (s *stack) snapshot(tb testing.TB) state {
 		st["pg/"+q.table+"#count"] = fmt.Sprint(n)
 	}
 
-	iter := s.rdb.Scan(ctx, 0, s.prefix+"*", 1000).Iterator()
+	iter := s.Redis.Scan(ctx, 0, s.Prefix+"*", 1000).Iterator()
 	for iter.Next(ctx) {
 		k := iter.Val()
-		short := strings.TrimPrefix(k, s.prefix)
+		short := strings.TrimPrefix(k, s.Prefix)
 		if strings.HasPrefix(short, "ratelimit:") {
 			continue
 		}
-		typ, err := s.rdb.Type(ctx, k).Result()
+		typ, err := s.Redis.Type(ctx, k).Result()
 		if err != nil {
 			tb.Fatalf("snapshot: TYPE %s: %v", k, err)
 		}
 		switch typ {
 		case "string":
-			v, err := s.rdb.Get(ctx, k).Result()
+			v, err := s.Redis.Get(ctx, k).Result()
 			if errors.Is(err, goredis.Nil) {
 				continue
 			} else if err != nil {
@@ -706,7 +368,7 @@ func (s *stack) snapshot(tb testing.TB) state {
 			}
 			st["redis/"+short] = v
 		case "hash":
-			m, err := s.rdb.HGetAll(ctx, k).Result()
+			m, err := s.Redis.HGetAll(ctx, k).Result()
 			if err != nil {
 				tb.Fatalf("snapshot: HGETALL %s: %v", k, err)
 			}
@@ -718,7 +380,7 @@ func (s *stack) snapshot(tb testing.TB) state {
 			}
 		case "none":
 		default:
-			vals, err := s.rdb.Dump(ctx, k).Result()
+			vals, err := s.Redis.Dump(ctx, k).Result()
 			if err != nil {
 				tb.Fatalf("snapshot: DUMP %s: %v", k, err)
 			}
@@ -998,8 +660,8 @@ func checkErrorFrame(f frame, code, ref string) error {
 // presenceGone polls until the socket's presence entry is gone from Redis.
 func (s *stack) presenceGone(tb testing.TB, w *wsConn) {
 	tb.Helper()
-	checkFor(tb, 5*time.Second, 10*time.Millisecond, func() error {
-		ok, err := s.rdb.HExists(context.Background(), s.prefix+"presence:{"+w.UserID+"}", w.ConnID).Result()
+	hosttest.CheckFor(tb, 5*time.Second, 10*time.Millisecond, func() error {
+		ok, err := s.Redis.HExists(context.Background(), s.Prefix+"presence:{"+w.UserID+"}", w.ConnID).Result()
 		if err != nil {
 			return err
 		}

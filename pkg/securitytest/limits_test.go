@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/switchboard-chat/switchboard/pkg/hosttest"
 )
 
 // Every limit of contract section 8, at the limit and one past it. Limits are settings:
@@ -20,7 +22,7 @@ import (
 // seconds between 1 and max.
 func wantRateLimited(tb testing.TB, r reply, max int) {
 	tb.Helper()
-	wantError(tb, r, http.StatusTooManyRequests, "rate_limited")
+	hosttest.WantError(tb, r, http.StatusTooManyRequests, "rate_limited")
 	ra, err := strconv.Atoi(r.Header.Get("Retry-After"))
 	if err != nil || ra < 1 || ra > max {
 		tb.Errorf("Retry-After %q, want whole seconds 1..%d", r.Header.Get("Retry-After"), max)
@@ -44,7 +46,7 @@ func TestLimitFailedLogins(t *testing.T) {
 		for i := 1; i <= 5; i++ {
 			h := []*node{h1, h2}[i%2]
 			r := h.do(t, req{Method: "POST", Path: "/api/v1/auth/login", Body: credentials(name, "wrong-"+testPassword)})
-			wantError(t, r, http.StatusUnauthorized, "invalid_credentials")
+			hosttest.WantError(t, r, http.StatusUnauthorized, "invalid_credentials")
 		}
 	}
 	before := s.snapshot(t)
@@ -61,7 +63,7 @@ func TestLimitFailedLogins(t *testing.T) {
 	wantUnchanged(t, before, s.snapshot(t)) // no session was created
 	h2.login(t, bystander.Username)
 	// The existing session of the victim still works: the limit blocks guessing, not use.
-	wantStatus(t, h2.do(t, req{Method: "GET", Path: "/api/v1/me", Token: victim.Token}), http.StatusOK)
+	hosttest.WantStatus(t, h2.do(t, req{Method: "GET", Path: "/api/v1/me", Token: victim.Token}), http.StatusOK)
 }
 
 // TestLimitAuthPerAddress: 30 logins and registrations per client address per minute
@@ -124,7 +126,7 @@ func TestLimitAuthPerAddress(t *testing.T) {
 				wantUnchanged(t, before, s.snapshot(t)) // nothing registered
 				return
 			}
-			wantStatus(t, r, http.StatusCreated)
+			hosttest.WantStatus(t, r, http.StatusCreated)
 			if allowed := int(time.Since(start).Seconds() / 2); extra+1 > allowed {
 				t.Fatalf("request %d from one address was allowed %s after the first; the limit is 30 a minute", 31+extra, time.Since(start))
 			}
@@ -140,7 +142,7 @@ func TestLimitAuthPerAddress(t *testing.T) {
 		past(t, proxied, "198.51.100.2, 203.0.113.7, 127.0.0.1", start)
 		// Another address has its own budget.
 		r := proxied.do(t, req{Method: "POST", Path: "/api/v1/auth/login", Body: credentials(names[0], testPassword), Header: http.Header{"X-Forwarded-For": {"203.0.113.8"}}})
-		wantStatus(t, r, http.StatusOK)
+		hosttest.WantStatus(t, r, http.StatusOK)
 	})
 	t.Run("from an untrusted peer: X-Forwarded-For is ignored", func(t *testing.T) {
 		start := burst(t, direct, func(i int) string { return fmt.Sprintf("192.0.2.%d", i+1) })
@@ -218,7 +220,7 @@ func TestLimitSocketsPerUser(t *testing.T) {
 			_ = c.Close()
 			t.Fatalf("the 21st socket was opened on %s", h.Name)
 		}
-		wantError(t, r, http.StatusTooManyRequests, "rate_limited")
+		hosttest.WantError(t, r, http.StatusTooManyRequests, "rate_limited")
 	}
 	wantUnchanged(t, before, s.snapshot(t))
 	h1.dial(t, other) // another user is not affected
@@ -272,10 +274,10 @@ func TestLimitSizes(t *testing.T) {
 			before := s.snapshot(t)
 			r := sendHTTP(tc.body)
 			if tc.ok {
-				wantStatus(t, r, http.StatusCreated)
+				hosttest.WantStatus(t, r, http.StatusCreated)
 				return
 			}
-			wantError(t, r, http.StatusRequestEntityTooLarge, "too_large")
+			hosttest.WantError(t, r, http.StatusRequestEntityTooLarge, "too_large")
 			wantUnchanged(t, before, s.snapshot(t))
 		})
 		t.Run(tc.name+" over WebSocket", func(t *testing.T) {
@@ -321,11 +323,11 @@ func TestLimitSizes(t *testing.T) {
 	}
 	for _, chunked := range []bool{false, true} {
 		t.Run(fmt.Sprintf("an HTTP body of exactly 1 MiB is read (chunked %v)", chunked), func(t *testing.T) {
-			wantStatus(t, read(padded(`{"seq":0`, 1<<20), chunked), http.StatusNoContent)
+			hosttest.WantStatus(t, read(padded(`{"seq":0`, 1<<20), chunked), http.StatusNoContent)
 		})
 		t.Run(fmt.Sprintf("an HTTP body of 1 MiB + 1 byte is 413 (chunked %v)", chunked), func(t *testing.T) {
 			before := s.snapshot(t)
-			wantError(t, read(padded(`{"seq":1`, 1<<20+1), chunked), http.StatusRequestEntityTooLarge, "too_large")
+			hosttest.WantError(t, read(padded(`{"seq":1`, 1<<20+1), chunked), http.StatusRequestEntityTooLarge, "too_large")
 			wantUnchanged(t, before, s.snapshot(t))
 		})
 	}
@@ -355,18 +357,18 @@ func TestLimitSizes(t *testing.T) {
 			credentials(strings.Repeat("z", 32), strings.Repeat("p", 72)),
 			credentials("p72u", strings.Repeat("é", 36)),
 		} {
-			wantStatus(t, h.do(t, req{Method: "POST", Path: "/api/v1/auth/register", Body: c}), http.StatusCreated)
-			wantStatus(t, h.do(t, req{Method: "POST", Path: "/api/v1/auth/login", Body: c}), http.StatusOK)
+			hosttest.WantStatus(t, h.do(t, req{Method: "POST", Path: "/api/v1/auth/register", Body: c}), http.StatusCreated)
+			hosttest.WantStatus(t, h.do(t, req{Method: "POST", Path: "/api/v1/auth/login", Body: c}), http.StatusOK)
 		}
 	})
 	t.Run("thread name of 200 bytes, client_msg_id of 64 characters, history page of 200, 200 presence ids", func(t *testing.T) {
 		h.newThread(t, alice, strings.Repeat("n", 200))
 		r := h.do(t, req{Method: "POST", Path: "/api/v1/threads/" + th.ID + "/messages", Token: alice.Token, Body: map[string]string{"client_msg_id": strings.Repeat("c", 64), "body": "x"}})
-		wantStatus(t, r, http.StatusCreated)
-		wantStatus(t, h.do(t, req{Method: "GET", Path: "/api/v1/threads/" + th.ID + "/messages?limit=200", Token: alice.Token}), http.StatusOK)
+		hosttest.WantStatus(t, r, http.StatusCreated)
+		hosttest.WantStatus(t, h.do(t, req{Method: "GET", Path: "/api/v1/threads/" + th.ID + "/messages?limit=200", Token: alice.Token}), http.StatusOK)
 		ids := strings.Repeat("&user_id="+bob.ID, 200)[1:]
-		wantStatus(t, h.do(t, req{Method: "GET", Path: "/api/v1/presence?" + ids, Token: alice.Token}), http.StatusOK)
-		wantError(t, h.do(t, req{Method: "GET", Path: "/api/v1/presence?" + ids + "&user_id=" + alice.ID, Token: alice.Token}), http.StatusBadRequest, "invalid_request")
+		hosttest.WantStatus(t, h.do(t, req{Method: "GET", Path: "/api/v1/presence?" + ids, Token: alice.Token}), http.StatusOK)
+		hosttest.WantError(t, h.do(t, req{Method: "GET", Path: "/api/v1/presence?" + ids + "&user_id=" + alice.ID, Token: alice.Token}), http.StatusBadRequest, "invalid_request")
 	})
 }
 
@@ -381,28 +383,28 @@ func TestLimitThreadMembers(t *testing.T) {
 	create := func(members []string) reply {
 		return h.do(t, req{Method: "POST", Path: "/api/v1/threads", Token: owner.Token, Body: map[string]any{"name": "club", "members": members}})
 	}
-	wantStatus(t, create(names[:4]), http.StatusCreated) // 5 with the creator
+	hosttest.WantStatus(t, create(names[:4]), http.StatusCreated) // 5 with the creator
 	// The creator named among the members counts once.
-	wantStatus(t, create(append([]string{owner.Username}, names[:4]...)), http.StatusCreated)
+	hosttest.WantStatus(t, create(append([]string{owner.Username}, names[:4]...)), http.StatusCreated)
 
 	before := s.snapshot(t)
-	wantError(t, create(names[:5]), http.StatusBadRequest, "invalid_request") // 6
+	hosttest.WantError(t, create(names[:5]), http.StatusBadRequest, "invalid_request") // 6
 	wantUnchanged(t, before, s.snapshot(t))
 
 	r := create(names[:3]) // 4
-	wantStatus(t, r, http.StatusCreated)
+	hosttest.WantStatus(t, r, http.StatusCreated)
 	var out struct {
 		Thread apiThread `json:"thread"`
 	}
-	r.decode(t, &out)
+	r.Decode(t, &out)
 	add := func(name string) reply {
 		return h.do(t, req{Method: "POST", Path: "/api/v1/threads/" + out.Thread.ID + "/members", Token: owner.Token, Body: map[string]string{"username": name}})
 	}
-	wantStatus(t, add(names[3]), http.StatusOK) // the 5th
+	hosttest.WantStatus(t, add(names[3]), http.StatusOK) // the 5th
 	before = s.snapshot(t)
-	wantError(t, add(names[4]), http.StatusBadRequest, "invalid_request") // the 6th
+	hosttest.WantError(t, add(names[4]), http.StatusBadRequest, "invalid_request") // the 6th
 	wantUnchanged(t, before, s.snapshot(t))
-	wantStatus(t, add(names[3]), http.StatusOK) // adding a member again is harmless
+	hosttest.WantStatus(t, add(names[3]), http.StatusOK) // adding a member again is harmless
 }
 
 // TestLimitThreadMembersDefault: at the default of 1,000 members. The 1,000 users are
@@ -417,18 +419,18 @@ func TestLimitThreadMembersDefault(t *testing.T) {
 		return h.do(t, req{Method: "POST", Path: "/api/v1/threads", Token: owner.Token, Body: map[string]any{"name": "big", "members": members}})
 	}
 	r := create(names[:999])
-	wantStatus(t, r, http.StatusCreated)
+	hosttest.WantStatus(t, r, http.StatusCreated)
 	var out struct {
 		Thread apiThread `json:"thread"`
 	}
-	r.decode(t, &out)
+	r.Decode(t, &out)
 	if len(out.Thread.Members) != 1000 {
 		t.Fatalf("%d members, want 1000", len(out.Thread.Members))
 	}
 	before := s.snapshot(t)
-	wantError(t, create(names), http.StatusBadRequest, "invalid_request") // 1,001
+	hosttest.WantError(t, create(names), http.StatusBadRequest, "invalid_request") // 1,001
 	r = h.do(t, req{Method: "POST", Path: "/api/v1/threads/" + out.Thread.ID + "/members", Token: owner.Token, Body: map[string]string{"username": names[999]}})
-	wantError(t, r, http.StatusBadRequest, "invalid_request")
+	hosttest.WantError(t, r, http.StatusBadRequest, "invalid_request")
 	wantUnchanged(t, before, s.snapshot(t))
 }
 
@@ -479,7 +481,7 @@ func TestLimitSendQueue(t *testing.T) {
 			}
 			w.write(t, map[string]any{"type": "sync", "id": fmt.Sprint(i), "thread_id": th.ID, "limit": 200})
 			var done bool
-			checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+			hosttest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 				if c := closes(); c > closed {
 					done = true
 					return nil

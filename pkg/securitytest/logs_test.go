@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
 	"github.com/switchboard-chat/switchboard/pkg/cluster"
+	"github.com/switchboard-chat/switchboard/pkg/hosttest"
 )
 
 // TestNoSecretsInLogs runs a full scenario on two hosts logging JSON at debug level:
@@ -25,7 +26,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, 2, nil)
 	h1, h2 := s.hosts[0], s.hosts[1]
-	secrets := map[string]string{s.secret: "cluster secret", testPassword: "password"}
+	secrets := map[string]string{s.Secret: "cluster secret", testPassword: "password"}
 	secret := func(what, v string) string {
 		secrets[v] = what
 		watch.secret(what, v)
@@ -39,8 +40,8 @@ func TestNoSecretsInLogs(t *testing.T) {
 		secret("token", u.Token)
 		secret("session hash", chat.HashToken(u.Token))
 	}
-	own := secret("password", "own-"+randomHex(t, 8))
-	wantStatus(t, h1.do(t, req{Method: "POST", Path: "/api/v1/auth/register", Body: credentials("carol", own)}), http.StatusCreated)
+	own := secret("password", "own-"+hosttest.RandomHex(8))
+	hosttest.WantStatus(t, h1.do(t, req{Method: "POST", Path: "/api/v1/auth/register", Body: credentials("carol", own)}), http.StatusCreated)
 	var hashes []string
 	rows, err := s.sql.QueryContext(context.Background(), `SELECT password_hash FROM users`)
 	if err != nil {
@@ -57,14 +58,14 @@ func TestNoSecretsInLogs(t *testing.T) {
 
 	// Failed logins.
 	for i, h := range []*node{h1, h2, h1} {
-		wrong := secret("wrong password", "wrong-"+randomHex(t, 8))
-		names := []string{alice.Username, "nobody-" + randomHex(t, 4), strings.ToUpper(bob.Username)}
-		wantError(t, h.do(t, req{Method: "POST", Path: "/api/v1/auth/login", Body: credentials(names[i], wrong)}), http.StatusUnauthorized, "invalid_credentials")
+		wrong := secret("wrong password", "wrong-"+hosttest.RandomHex(8))
+		names := []string{alice.Username, "nobody-" + hosttest.RandomHex(4), strings.ToUpper(bob.Username)}
+		hosttest.WantError(t, h.do(t, req{Method: "POST", Path: "/api/v1/auth/login", Body: credentials(names[i], wrong)}), http.StatusUnauthorized, "invalid_credentials")
 	}
-	long := secret("long password", "long-"+randomHex(t, 34)) // 73 bytes
-	wantError(t, h1.do(t, req{Method: "POST", Path: "/api/v1/auth/register", Body: credentials("dave", long)}), http.StatusBadRequest, "invalid_request")
-	wantError(t, h1.do(t, req{Method: "POST", Path: "/api/v1/auth/login", Body: credentials("alice_1", long)}), http.StatusBadRequest, "invalid_request")
-	wantError(t, h2.do(t, req{Method: "GET", Path: "/api/v1/me", Token: secret("made-up token", "forged-"+randomHex(t, 16))}), http.StatusUnauthorized, "unauthenticated")
+	long := secret("long password", "long-"+hosttest.RandomHex(34)) // 73 bytes
+	hosttest.WantError(t, h1.do(t, req{Method: "POST", Path: "/api/v1/auth/register", Body: credentials("dave", long)}), http.StatusBadRequest, "invalid_request")
+	hosttest.WantError(t, h1.do(t, req{Method: "POST", Path: "/api/v1/auth/login", Body: credentials("alice_1", long)}), http.StatusBadRequest, "invalid_request")
+	hosttest.WantError(t, h2.do(t, req{Method: "GET", Path: "/api/v1/me", Token: secret("made-up token", "forged-"+hosttest.RandomHex(16))}), http.StatusUnauthorized, "unauthenticated")
 
 	// Messages across hosts, both ways.
 	th := h1.newThread(t, alice, "logs", bob)
@@ -78,36 +79,36 @@ func TestNoSecretsInLogs(t *testing.T) {
 	aw.untilMessage(t, "b1")
 	bw.write(t, map[string]string{"type": "typing", "thread_id": th.ID})
 	aw.until(t, "typing")
-	wantStatus(t, h2.do(t, req{Method: "POST", Path: "/api/v1/threads/" + th.ID + "/read", Cookie: cookie.Token, Body: map[string]int{"seq": 2}}), http.StatusNoContent)
-	wantStatus(t, h1.do(t, req{Method: "GET", Path: "/api/v1/presence?user_id=" + url.QueryEscape(bob.ID), Token: alice.Token}), http.StatusOK)
+	hosttest.WantStatus(t, h2.do(t, req{Method: "POST", Path: "/api/v1/threads/" + th.ID + "/read", Cookie: cookie.Token, Body: map[string]int{"seq": 2}}), http.StatusNoContent)
+	hosttest.WantStatus(t, h1.do(t, req{Method: "GET", Path: "/api/v1/presence?user_id=" + url.QueryEscape(bob.ID), Token: alice.Token}), http.StatusOK)
 
 	// Badly signed internal calls, one signed right but stale.
 	body := mustJSON(map[string]string{"user_id": bob.ID})
-	r, err := doHTTP(h2.client, h2.InternalURL, req{Method: "POST", Path: cluster.PathDisconnect, Body: body, Header: http.Header{
-		cluster.HeaderTimestamp: {"1"}, cluster.HeaderSignature: {cluster.NewSigner(s.secret).Sign("POST", cluster.PathDisconnect, "1", body)},
+	r, err := doHTTP(h2.Client, h2.InternalURL, req{Method: "POST", Path: cluster.PathDisconnect, Body: body, Header: http.Header{
+		cluster.HeaderTimestamp: {"1"}, cluster.HeaderSignature: {cluster.NewSigner(s.Secret).Sign("POST", cluster.PathDisconnect, "1", body)},
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantError(t, r, http.StatusUnauthorized, "bad_signature")
-	r, err = doHTTP(h1.client, h1.InternalURL, req{Method: "GET", Path: cluster.PathConnections, Header: http.Header{cluster.HeaderSignature: {"00"}}})
+	hosttest.WantError(t, r, http.StatusUnauthorized, "bad_signature")
+	r, err = doHTTP(h1.Client, h1.InternalURL, req{Method: "GET", Path: cluster.PathConnections, Header: http.Header{cluster.HeaderSignature: {"00"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantError(t, r, http.StatusUnauthorized, "bad_signature")
+	hosttest.WantError(t, r, http.StatusUnauthorized, "bad_signature")
 
 	// Logout on host 1 closes alice's socket there and a socket of the session on host 2.
 	aw2 := h2.dial(t, alice)
-	wantStatus(t, h1.do(t, req{Method: "POST", Path: "/api/v1/auth/logout", Token: alice.Token}), http.StatusNoContent)
+	hosttest.WantStatus(t, h1.do(t, req{Method: "POST", Path: "/api/v1/auth/logout", Token: alice.Token}), http.StatusNoContent)
 	aw.wantClose(t, 4001, 3*time.Second)
 	aw2.wantClose(t, 4001, 3*time.Second)
-	wantStatus(t, h2.do(t, req{Method: "POST", Path: "/api/v1/auth/logout", Cookie: cookie.Token}), http.StatusNoContent)
+	hosttest.WantStatus(t, h2.do(t, req{Method: "POST", Path: "/api/v1/auth/logout", Cookie: cookie.Token}), http.StatusNoContent)
 
 	// chatd's own start-up and configuration errors.
-	dbPassword := secret("database password", "dbpw"+randomHex(t, 8))
-	redisPassword := secret("redis password", "rdpw"+randomHex(t, 8))
-	short := secret("short cluster secret", "short"+randomHex(t, 8))
-	dbURL, _ := url.Parse(s.dbURL)
+	dbPassword := secret("database password", "dbpw"+hosttest.RandomHex(8))
+	redisPassword := secret("redis password", "rdpw"+hosttest.RandomHex(8))
+	short := secret("short cluster secret", "short"+hosttest.RandomHex(8))
+	dbURL, _ := url.Parse(s.DatabaseURL)
 	dbURL.User = url.UserPassword(dbURL.User.Username(), dbPassword)
 	var outputs []string
 	for _, env := range []map[string]string{
@@ -120,7 +121,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 		{"CHAT_REDIS_URL": "redis://:" + redisPassword + "@127.0.0.1:1/0", "CHAT_REDIS_ADDRS": "127.0.0.1:1,127.0.0.1:2"},
 	} {
 		if env["CHAT_CLUSTER_SECRET"] == "" {
-			env["CHAT_CLUSTER_SECRET"] = s.secret
+			env["CHAT_CLUSTER_SECRET"] = s.Secret
 		}
 		res := runChatd(t, serveEnv(env), "serve")
 		if res.Code == 0 {

@@ -16,6 +16,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
+	"github.com/switchboard-chat/switchboard/pkg/hosttest"
 	"github.com/switchboard-chat/switchboard/pkg/httpapi"
 	"github.com/switchboard-chat/switchboard/pkg/password"
 )
@@ -24,7 +25,7 @@ import (
 // of its own) until stop, which returns the lines.
 func (s *stack) monitorRedis(tb testing.TB) (stop func() []string) {
 	tb.Helper()
-	opt, err := goredis.ParseURL(s.redisURL)
+	opt, err := goredis.ParseURL(s.RedisURL)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -91,10 +92,10 @@ func TestTokensOnlyHashed(t *testing.T) {
 	stop := s.monitorRedis(t)
 	u := h1.newUser(t, "hashed")
 	second := h2.session(t, u)
-	wantStatus(t, h2.do(t, req{Method: "GET", Path: "/api/v1/me", Token: u.Token}), http.StatusOK)
-	wantStatus(t, h1.do(t, req{Method: "GET", Path: "/api/v1/me", Cookie: second.Token}), http.StatusOK)
+	hosttest.WantStatus(t, h2.do(t, req{Method: "GET", Path: "/api/v1/me", Token: u.Token}), http.StatusOK)
+	hosttest.WantStatus(t, h1.do(t, req{Method: "GET", Path: "/api/v1/me", Cookie: second.Token}), http.StatusOK)
 	w := h2.dial(t, u)
-	wantStatus(t, h1.do(t, req{Method: "POST", Path: "/api/v1/auth/logout", Token: u.Token}), http.StatusNoContent)
+	hosttest.WantStatus(t, h1.do(t, req{Method: "POST", Path: "/api/v1/auth/logout", Token: u.Token}), http.StatusNoContent)
 	w.wantClose(t, 4001, 3*time.Second)
 
 	st := s.snapshot(t)
@@ -135,21 +136,21 @@ func (s *stack) dumpAll(tb testing.TB) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var b strings.Builder
-	iter := s.rdb.Scan(ctx, 0, s.prefix+"*", 1000).Iterator()
+	iter := s.Redis.Scan(ctx, 0, s.Prefix+"*", 1000).Iterator()
 	for iter.Next(ctx) {
 		k := iter.Val()
 		b.WriteString(k + "\n")
-		switch typ, _ := s.rdb.Type(ctx, k).Result(); typ {
+		switch typ, _ := s.Redis.Type(ctx, k).Result(); typ {
 		case "string":
-			v, _ := s.rdb.Get(ctx, k).Result()
+			v, _ := s.Redis.Get(ctx, k).Result()
 			b.WriteString(v + "\n")
 		case "hash":
-			m, _ := s.rdb.HGetAll(ctx, k).Result()
+			m, _ := s.Redis.HGetAll(ctx, k).Result()
 			for f, v := range m {
 				b.WriteString(f + "=" + v + "\n")
 			}
 		default:
-			v, _ := s.rdb.Dump(ctx, k).Result()
+			v, _ := s.Redis.Dump(ctx, k).Result()
 			b.WriteString(v + "\n")
 		}
 	}
@@ -193,9 +194,9 @@ func TestCookieFlags(t *testing.T) {
 		t.Run(h.Name, func(t *testing.T) {
 			wantSecure := h == secure
 			r := h.do(t, req{Method: "POST", Path: "/api/v1/auth/login", Body: credentials(name, testPassword)})
-			wantStatus(t, r, http.StatusOK)
+			hosttest.WantStatus(t, r, http.StatusOK)
 			var l loginAnswer
-			r.decode(t, &l)
+			r.Decode(t, &l)
 			watch.secret("token", l.Token)
 			if len(l.Token) < 43 { // 32 random bytes
 				t.Errorf("token of %d characters, want at least 43", len(l.Token))
@@ -215,7 +216,7 @@ func TestCookieFlags(t *testing.T) {
 				t.Errorf("cookie Expires %s, session expires_at %s", ck.Expires, expires)
 			}
 			r = h.do(t, req{Method: "POST", Path: "/api/v1/auth/logout", Cookie: l.Token})
-			wantStatus(t, r, http.StatusNoContent)
+			hosttest.WantStatus(t, r, http.StatusNoContent)
 			ck = cookieNamed(r, httpapi.CookieName)
 			if ck == nil || ck.Value != "" || ck.MaxAge >= 0 || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || ck.Path != "/" || ck.Secure != wantSecure {
 				t.Errorf("logout cookie %q: want it cleared with the same flags", r.Header.Get("Set-Cookie"))
@@ -266,7 +267,7 @@ func TestForeignOriginRefused(t *testing.T) {
 			return req{Method: "DELETE", Path: "/api/v1/threads/" + tg.th.ID + "/members/" + alice.ID}
 		}, 204},
 		{"POST /threads/{id}/messages", func(tg target) req {
-			return req{Method: "POST", Path: "/api/v1/threads/" + tg.th.ID + "/messages", Body: map[string]string{"client_msg_id": "csrf-" + randomHex(t, 4), "body": "hi"}}
+			return req{Method: "POST", Path: "/api/v1/threads/" + tg.th.ID + "/messages", Body: map[string]string{"client_msg_id": "csrf-" + hosttest.RandomHex(4), "body": "hi"}}
 		}, 201},
 		{"POST /threads/{id}/read", func(tg target) req {
 			return req{Method: "POST", Path: "/api/v1/threads/" + tg.th.ID + "/read", Body: map[string]int{"seq": 1}}
@@ -287,7 +288,7 @@ func TestForeignOriginRefused(t *testing.T) {
 					r.Cookie = alice.Token
 				}
 				r.Origin = origin
-				wantError(t, h.do(t, r), http.StatusForbidden, "forbidden_origin")
+				hosttest.WantError(t, h.do(t, r), http.StatusForbidden, "forbidden_origin")
 				wantUnchanged(t, before, s.snapshot(t))
 			})
 		}
@@ -308,7 +309,7 @@ func TestForeignOriginRefused(t *testing.T) {
 				case "Bearer from a foreign origin":
 					r.Cookie, r.Token, r.Origin = "", tok, "https://evil.example"
 				}
-				wantStatus(t, h.do(t, r), rt.ok)
+				hosttest.WantStatus(t, h.do(t, r), rt.ok)
 			})
 		}
 	}
@@ -318,7 +319,7 @@ func TestForeignOriginRefused(t *testing.T) {
 			if err == nil {
 				t.Fatalf("socket opened from %s", origin)
 			}
-			wantError(t, r, http.StatusForbidden, "forbidden_origin")
+			hosttest.WantError(t, r, http.StatusForbidden, "forbidden_origin")
 		}
 		c, _, err := h.tryDial("", dialOpts{Header: http.Header{"Origin": {"https://chat.example.com"}, "Cookie": {httpapi.CookieName + "=" + alice.Token}}})
 		if err != nil {
@@ -352,7 +353,7 @@ func TestLoginTimingUnknownUser(t *testing.T) {
 		start := time.Now()
 		r := h.do(t, req{Method: "POST", Path: "/api/v1/auth/login", Body: credentials(username, "wrong-"+testPassword)})
 		d := time.Since(start)
-		wantError(t, r, http.StatusUnauthorized, "invalid_credentials")
+		hosttest.WantError(t, r, http.StatusUnauthorized, "invalid_credentials")
 		bodies = append(bodies, string(r.Body))
 		return d
 	}

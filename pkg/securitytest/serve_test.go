@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard-chat/switchboard/pkg/hosttest"
 )
 
 // chatdResult is what one run of the chatd binary did.
@@ -72,7 +74,7 @@ func serveEnv(over map[string]string) map[string]string {
 // validation and fails only later, on the unreachable stores, with status 1.
 func TestServeRefusesUnsafeConfig(t *testing.T) {
 	t.Parallel()
-	short := "x" + randomHex(t, 15) // 31 bytes
+	short := "x" + hosttest.RandomHex(15) // 31 bytes
 	watch.secret("short cluster secret", short)
 	rows := []struct {
 		name    string

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/switchboard-chat/switchboard/pkg/hosttest"
 )
 
 // TestLogoutEndsAccessOnEveryHost: a logout through one host closes the session's
@@ -18,7 +20,7 @@ func TestLogoutEndsAccessOnEveryHost(t *testing.T) {
 	w1, w2 := h1.dial(t, u), h2.dial(t, u)
 	wk := h2.dial(t, keep)
 
-	wantStatus(t, h1.do(t, req{Method: "POST", Path: "/api/v1/auth/logout", Token: u.Token}), http.StatusNoContent)
+	hosttest.WantStatus(t, h1.do(t, req{Method: "POST", Path: "/api/v1/auth/logout", Token: u.Token}), http.StatusNoContent)
 	answered := time.Now()
 	for i, w := range []*wsConn{w1, w2} {
 		at := w.wantClose(t, 4001, 3*time.Second)
@@ -27,21 +29,21 @@ func TestLogoutEndsAccessOnEveryHost(t *testing.T) {
 		}
 	}
 	for _, h := range []*node{h1, h2} {
-		wantError(t, h.do(t, req{Method: "GET", Path: "/api/v1/me", Token: u.Token}), http.StatusUnauthorized, "unauthenticated")
-		wantError(t, h.do(t, req{Method: "POST", Path: "/api/v1/threads", Token: u.Token, Body: `{"name":"x"}`}), http.StatusUnauthorized, "unauthenticated")
-		wantError(t, h.do(t, req{Method: "GET", Path: "/api/v1/me", Cookie: u.Token}), http.StatusUnauthorized, "unauthenticated")
+		hosttest.WantError(t, h.do(t, req{Method: "GET", Path: "/api/v1/me", Token: u.Token}), http.StatusUnauthorized, "unauthenticated")
+		hosttest.WantError(t, h.do(t, req{Method: "POST", Path: "/api/v1/threads", Token: u.Token, Body: `{"name":"x"}`}), http.StatusUnauthorized, "unauthenticated")
+		hosttest.WantError(t, h.do(t, req{Method: "GET", Path: "/api/v1/me", Cookie: u.Token}), http.StatusUnauthorized, "unauthenticated")
 		_, r, err := h.tryDial(u.Token, dialOpts{})
 		if err == nil {
 			t.Fatalf("%s opened a socket for a logged-out token", h.Name)
 		}
-		wantError(t, r, http.StatusUnauthorized, "unauthenticated")
-		wantStatus(t, h.do(t, req{Method: "GET", Path: "/api/v1/me", Token: keep.Token}), http.StatusOK)
+		hosttest.WantError(t, r, http.StatusUnauthorized, "unauthenticated")
+		hosttest.WantStatus(t, h.do(t, req{Method: "GET", Path: "/api/v1/me", Token: keep.Token}), http.StatusOK)
 	}
 	if got := wk.roundTrip(t); len(got) != 0 {
 		t.Errorf("the other session's socket got %v", got)
 	}
 	// Logging out twice is 401: the session is gone.
-	wantError(t, h2.do(t, req{Method: "POST", Path: "/api/v1/auth/logout", Token: u.Token}), http.StatusUnauthorized, "unauthenticated")
+	hosttest.WantError(t, h2.do(t, req{Method: "POST", Path: "/api/v1/auth/logout", Token: u.Token}), http.StatusUnauthorized, "unauthenticated")
 }
 
 // TestSessionExpiryEndsAccessOnEveryHost: a session that expires closes its sockets on
@@ -65,7 +67,7 @@ func TestSessionExpiryEndsAccessOnEveryHost(t *testing.T) {
 	}
 	w1, w2 := h1.dial(t, u), h2.dial(t, u)
 	for _, h := range []*node{h1, h2} {
-		wantStatus(t, h.do(t, req{Method: "GET", Path: "/api/v1/me", Token: u.Token}), http.StatusOK)
+		hosttest.WantStatus(t, h.do(t, req{Method: "GET", Path: "/api/v1/me", Token: u.Token}), http.StatusOK)
 	}
 	if time.Now().After(expires) {
 		t.Fatalf("the machine is too slow: the session expired before the sockets were open")
@@ -77,11 +79,11 @@ func TestSessionExpiryEndsAccessOnEveryHost(t *testing.T) {
 		}
 	}
 	for _, h := range []*node{h1, h2} {
-		wantError(t, h.do(t, req{Method: "GET", Path: "/api/v1/me", Token: u.Token}), http.StatusUnauthorized, "unauthenticated")
+		hosttest.WantError(t, h.do(t, req{Method: "GET", Path: "/api/v1/me", Token: u.Token}), http.StatusUnauthorized, "unauthenticated")
 		_, r, err := h.tryDial(u.Token, dialOpts{})
 		if err == nil {
 			t.Fatalf("%s opened a socket for an expired token", h.Name)
 		}
-		wantError(t, r, http.StatusUnauthorized, "unauthenticated")
+		hosttest.WantError(t, r, http.StatusUnauthorized, "unauthenticated")
 	}
 }

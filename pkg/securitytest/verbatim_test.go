@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/switchboard-chat/switchboard/pkg/hosttest"
 )
 
 // payloads are SQL, HTML, template and format strings that must be stored and
@@ -50,11 +52,11 @@ func TestSQLAndHTMLVerbatim(t *testing.T) {
 				t.Errorf("create answered name %q, want %q", th.Name, p)
 			}
 			r := h.do(t, req{Method: "GET", Path: "/api/v1/threads/" + th.ID, Token: bob.Token})
-			wantStatus(t, r, http.StatusOK)
+			hosttest.WantStatus(t, r, http.StatusOK)
 			var got struct {
 				Thread apiThread `json:"thread"`
 			}
-			r.decode(t, &got)
+			r.Decode(t, &got)
 			if got.Thread.Name != p {
 				t.Errorf("GET answered name %q, want %q", got.Thread.Name, p)
 			}
@@ -68,11 +70,11 @@ func TestSQLAndHTMLVerbatim(t *testing.T) {
 			}
 			r = h.do(t, req{Method: "POST", Path: "/api/v1/threads/" + th.ID + "/messages", Token: alice.Token,
 				Body: map[string]string{"client_msg_id": cmid, "body": p}})
-			wantStatus(t, r, http.StatusCreated)
+			hosttest.WantStatus(t, r, http.StatusCreated)
 			var sent struct {
 				Message apiMessage `json:"message"`
 			}
-			r.decode(t, &sent)
+			r.Decode(t, &sent)
 			if sent.Message.Body != p || sent.Message.ClientMsgID != cmid {
 				t.Errorf("send answered body %q, client_msg_id %q; want %q, %q", sent.Message.Body, sent.Message.ClientMsgID, p, cmid)
 			}
@@ -94,11 +96,11 @@ func TestSQLAndHTMLVerbatim(t *testing.T) {
 
 			// History and sync.
 			r = h.do(t, req{Method: "GET", Path: "/api/v1/threads/" + th.ID + "/messages", Token: bob.Token})
-			wantStatus(t, r, http.StatusOK)
+			hosttest.WantStatus(t, r, http.StatusOK)
 			var hist struct {
 				Messages []apiMessage `json:"messages"`
 			}
-			r.decode(t, &hist)
+			r.Decode(t, &hist)
 			if len(hist.Messages) != 2 || hist.Messages[0].Body != p || hist.Messages[1].Body != p || hist.Messages[0].ClientMsgID != cmid {
 				t.Errorf("history %+v, want two messages with body %q", hist.Messages, p)
 			}
@@ -118,14 +120,14 @@ func TestSQLAndHTMLVerbatim(t *testing.T) {
 			if len(p) >= 8 && len(p) <= 72 && !strings.ContainsRune(p, 0) {
 				name := s.name("pw")
 				r = h.do(t, req{Method: "POST", Path: "/api/v1/auth/register", Body: map[string]string{"username": name, "password": p}})
-				wantStatus(t, r, http.StatusCreated)
+				hosttest.WantStatus(t, r, http.StatusCreated)
 				r = h.do(t, req{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": name, "password": p}})
-				wantStatus(t, r, http.StatusOK)
+				hosttest.WantStatus(t, r, http.StatusOK)
 				var l loginAnswer
-				r.decode(t, &l)
+				r.Decode(t, &l)
 				watch.secret("token", l.Token)
 				r = h.do(t, req{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"username": name, "password": p + " "}})
-				wantError(t, r, http.StatusUnauthorized, "invalid_credentials")
+				hosttest.WantError(t, r, http.StatusUnauthorized, "invalid_credentials")
 			}
 		})
 	}
