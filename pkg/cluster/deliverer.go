@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -62,6 +64,57 @@ type Deliverer struct {
 	inflight sync.WaitGroup
 	stop     chan struct{}
 	workers  sync.WaitGroup
+
+	// lookupDownUntil (unix nanos): after a presence lookup failed, route skips Redis
+	// until then and goes straight to every known host, so an outage costs one lookup
+	// timeout per lookupRetryAfter, not one per message (which, on the socket's reader
+	// goroutine, held each connection to about two sends a second).
+	lookupDownUntil atomic.Int64
+	probing         atomic.Bool // a probe of Redis is running
+	// fallbackHosts are the hosts known when the lookups began to fail: the fallback
+	// goes to them as well as to those known now, because a Redis that comes back
+	// empty lists only the hosts that re-registered since.
+	fallbackHosts atomic.Pointer[[]chat.Host]
+}
+
+// lookupRetryAfter is how long route delivers to every known host without asking
+// Redis after a presence lookup failed, unless a probe (probeRedis) finds it answering
+// sooner.
+const lookupRetryAfter = time.Second
+
+// host returns a host's registration from the view, or from the hosts known before
+// the lookups failed (fallbackHosts).
+func (d *Deliverer) host(hostID string) (chat.Host, bool) {
+	if h, ok := d.dir.Host(hostID); ok {
+		return h, true
+	}
+	if before := d.fallbackHosts.Load(); before != nil {
+		for _, h := range *before {
+			if h.HostID == hostID {
+				return h, true
+			}
+		}
+	}
+	return chat.Host{}, false
+}
+
+// probeRedis checks, off the send path and one probe at a time, whether Redis answers
+// again; the first answer ends the skipping at once, so lookups resume as soon as Redis
+// is back (the last known host list may then be partial: hosts re-register).
+func (d *Deliverer) probeRedis() {
+	if !d.probing.CompareAndSwap(false, true) {
+		return
+	}
+	d.inflight.Add(1)
+	go func() {
+		defer d.inflight.Done()
+		defer d.probing.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		if _, err := d.presence.Hosts(ctx); err == nil {
+			d.lookupDownUntil.Store(0)
+		}
+	}()
 }
 
 // call is one host-to-host request handed to the worker pool.
@@ -208,6 +261,9 @@ type deliverAnswer struct {
 	Results []chat.DeliveryResult `json:"results"`
 }
 
+// errLookupSkipped: route did not ask Redis, which failed a moment ago.
+var errLookupSkipped = errors.New("presence lookup skipped: redis failed less than a second ago")
+
 // route groups the recipients' live entries by host. Entries on this host are skipped
 // (the hub writes locally by user); entries of dead hosts or of a previous instance
 // come back as stale. With Redis unreachable, every other live host of the last known
@@ -216,19 +272,29 @@ func (d *Deliverer) route(ctx context.Context, recipients []string) (map[string]
 	groups := map[string][]chat.Recipient{}
 	// The lookup gets a slice of the deadline, not all of it: with Redis down, the
 	// client's dial retries would otherwise use up the time the fallback needs.
-	lctx, lcancel := context.WithTimeout(ctx, min(500*time.Millisecond, d.cfg.Timeout/4))
-	entries, err := d.presence.Lookup(lctx, recipients)
-	lcancel()
+	var entries map[string][]chat.Connection
+	err := errLookupSkipped
+	if time.Now().UnixNano() >= d.lookupDownUntil.Load() {
+		lctx, lcancel := context.WithTimeout(ctx, min(500*time.Millisecond, d.cfg.Timeout/4))
+		entries, err = d.presence.Lookup(lctx, recipients)
+		lcancel()
+		switch {
+		case err == nil:
+			d.fallbackHosts.Store(nil)
+		case ctx.Err() == nil:
+			d.lookupDownUntil.Store(time.Now().Add(lookupRetryAfter).UnixNano())
+			d.dir.ReadFailed()
+			if d.fallbackHosts.Load() == nil {
+				known := d.dir.Known()
+				d.fallbackHosts.Store(&known)
+			}
+			d.log.Warn("presence lookup failed; delivering to every known host", "err", err, "for", lookupRetryAfter)
+		}
+	} else {
+		d.probeRedis()
+	}
 	if err != nil {
-		d.log.Warn("presence lookup failed; delivering to every known host", "err", err)
-		all := make([]chat.Recipient, len(recipients))
-		for i, u := range recipients {
-			all[i] = chat.Recipient{UserID: u}
-		}
-		for _, h := range d.dir.Known() {
-			groups[h.HostID] = all
-		}
-		return groups, nil
+		return d.everyKnownHost(recipients), nil
 	}
 	var stale []chat.Connection
 	reloaded := false
@@ -244,9 +310,15 @@ func (d *Deliverer) route(ctx context.Context, recipients []string) (map[string]
 				// calling an entry stale, or a live socket's entry would be deleted and
 				// the socket miss every message until it reconnects.
 				reloaded = true
-				if hosts, err := d.presence.Hosts(ctx); err == nil {
-					d.dir.Update(hosts)
+				hosts, err := d.presence.Hosts(ctx)
+				if err != nil {
+					// Redis answered the lookup but not this (right after it came back,
+					// the client may still refuse new connections): the view cannot be
+					// checked, so no entry may be called stale. Deliver as when Redis is
+					// unreachable.
+					return d.everyKnownHost(recipients), nil
 				}
+				d.dir.Update(hosts)
 			}
 			if !d.dir.AliveInstance(c.HostID, c.Instance) {
 				stale = append(stale, c)
@@ -265,6 +337,26 @@ func (d *Deliverer) route(ctx context.Context, recipients []string) (map[string]
 		}
 	}
 	return groups, stale
+}
+
+// everyKnownHost is the route while Redis cannot be read: every recipient, with no
+// connection ids, to every other host of the last known list and of the list known
+// when the lookups began to fail.
+func (d *Deliverer) everyKnownHost(recipients []string) map[string][]chat.Recipient {
+	groups := map[string][]chat.Recipient{}
+	all := make([]chat.Recipient, len(recipients))
+	for i, u := range recipients {
+		all[i] = chat.Recipient{UserID: u}
+	}
+	if before := d.fallbackHosts.Load(); before != nil {
+		for _, h := range *before {
+			groups[h.HostID] = all
+		}
+	}
+	for _, h := range d.dir.Known() {
+		groups[h.HostID] = all
+	}
+	return groups
 }
 
 // DeliverMessage implements chat.Deliverer.
@@ -291,7 +383,7 @@ func (d *Deliverer) DeliverMessage(ctx context.Context, msg chat.Message, recipi
 		msgJSON, _ := json.Marshal(&msg)
 		calls := make([]*call, 0, len(groups))
 		for hostID, rs := range groups {
-			h, ok := d.dir.Host(hostID)
+			h, ok := d.host(hostID)
 			if !ok {
 				continue
 			}
@@ -370,7 +462,7 @@ func (d *Deliverer) DeliverTyping(ctx context.Context, threadID, userID string, 
 	groups, _ := d.route(lctx, recipients)
 	cancel()
 	for hostID, rs := range groups {
-		h, ok := d.dir.Host(hostID)
+		h, ok := d.host(hostID)
 		if !ok {
 			continue
 		}

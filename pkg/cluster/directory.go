@@ -19,6 +19,15 @@ type Directory struct {
 	mu    sync.RWMutex
 	hosts map[string]chat.Host
 	read  time.Time // when Update last stored a list read from Redis
+	// failedAt is when reading Redis began to fail (zero while reads succeed). No host
+	// can beat while Redis is unreachable, so once it answers again every heartbeat is
+	// old: a host that was alive when the outage began still counts as alive until
+	// graceUntil, one TTL after the first successful read, its time to beat again.
+	// Without it, the first deliveries after an outage longer than the TTL would take
+	// every other host for dead, skip its live sockets and delete their entries.
+	failedAt   time.Time
+	graceFrom  time.Time
+	graceUntil time.Time
 }
 
 // NewDirectory returns a view in which self is always alive.
@@ -38,6 +47,19 @@ func (d *Directory) Update(hosts []chat.Host) {
 	}
 	d.hosts = m
 	d.read = d.now()
+	if !d.failedAt.IsZero() {
+		d.graceFrom, d.graceUntil = d.failedAt, d.read.Add(d.ttl)
+		d.failedAt = time.Time{}
+	}
+	d.mu.Unlock()
+}
+
+// ReadFailed notes that Redis could not be read (a failed refresh or lookup).
+func (d *Directory) ReadFailed() {
+	d.mu.Lock()
+	if d.failedAt.IsZero() {
+		d.failedAt = d.now()
+	}
 	d.mu.Unlock()
 }
 
@@ -48,8 +70,15 @@ func (d *Directory) SetSelf(h chat.Host) {
 	d.mu.Unlock()
 }
 
-func (d *Directory) fresh(h chat.Host) bool {
-	return d.now().Sub(h.LastHeartbeat) < d.ttl
+// freshLocked reports whether h's heartbeat is fresh, or h was alive when the last
+// Redis outage began and has not yet had a TTL to beat since (see failedAt). The
+// caller holds d.mu.
+func (d *Directory) freshLocked(h chat.Host) bool {
+	now := d.now()
+	if now.Sub(h.LastHeartbeat) < d.ttl {
+		return true
+	}
+	return now.Before(d.graceUntil) && d.graceFrom.Sub(h.LastHeartbeat) < d.ttl
 }
 
 // Alive reports whether hostID's heartbeat is fresh.
@@ -58,21 +87,21 @@ func (d *Directory) Alive(hostID string) bool {
 		return true
 	}
 	d.mu.RLock()
+	defer d.mu.RUnlock()
 	h, ok := d.hosts[hostID]
-	d.mu.RUnlock()
-	return ok && d.fresh(h)
+	return ok && d.freshLocked(h)
 }
 
 // AliveInstance reports whether an entry written by instance of hostID is current: the
 // host is alive and has not restarted since (a restart has a new instance).
 func (d *Directory) AliveInstance(hostID, instance string) bool {
 	d.mu.RLock()
+	defer d.mu.RUnlock()
 	h, ok := d.hosts[hostID]
-	d.mu.RUnlock()
 	if !ok || (instance != "" && h.Instance != instance) {
 		return false
 	}
-	return hostID == d.self || d.fresh(h)
+	return hostID == d.self || d.freshLocked(h)
 }
 
 // Host returns a host's registration.
@@ -104,7 +133,7 @@ func (d *Directory) Others() []chat.Host {
 	defer d.mu.RUnlock()
 	out := make([]chat.Host, 0, len(d.hosts))
 	for id, h := range d.hosts {
-		if id != d.self && d.fresh(h) {
+		if id != d.self && d.freshLocked(h) {
 			out = append(out, h)
 		}
 	}

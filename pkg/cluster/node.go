@@ -15,6 +15,8 @@ import (
 type socketHub interface {
 	localHub
 	ExpireSessions(now time.Time)
+	// RepairAll pushes to every local socket what it missed from the store.
+	RepairAll(ctx context.Context)
 }
 
 // NodeConfig configures a Node.
@@ -39,7 +41,8 @@ type Node struct {
 	registered atomic.Bool
 	lastBeat   atomic.Int64 // unix nanos of the last successful heartbeat
 	// left is set by Leave: no heartbeat may register the host again while it drains.
-	left atomic.Bool
+	left      atomic.Bool
+	repairing atomic.Bool // a RepairAll runs
 }
 
 // NewNode returns a Node; call Claim, then Run.
@@ -95,7 +98,27 @@ func (n *Node) beat(ctx context.Context) error {
 	if (fresh && !first) || n.reg.Dirty() {
 		n.reregister(ctx)
 	}
+	if fresh && !first {
+		// Our registration was gone (Redis lost its data) or stale: until now senders
+		// found none of our sockets and recorded no hand-off for them.
+		n.repairAll(ctx)
+	}
 	return nil
+}
+
+// repairAll runs the hub's RepairAll in the background, one at a time.
+func (n *Node) repairAll(ctx context.Context) {
+	if !n.repairing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer n.repairing.Store(false)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		start := time.Now()
+		n.hub.RepairAll(ctx)
+		n.log.Info("repaired every socket after presence was lost", "took", time.Since(start))
+	}()
 }
 
 // reregister writes every live socket of this host again: after Redis lost its data
@@ -177,6 +200,7 @@ func (n *Node) refresh(ctx context.Context) {
 	defer cancel()
 	hosts, err := n.presence.Hosts(ctx)
 	if err != nil {
+		n.dir.ReadFailed()
 		return // keep the last known list
 	}
 	n.dir.Update(hosts)

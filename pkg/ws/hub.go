@@ -355,6 +355,38 @@ func (h *Hub) Repair(ctx context.Context, threadID string, seq int64) {
 	}
 }
 
+// RepairAll pushes to every local socket, from the store, the messages of its user's
+// threads it has not been given. The node calls it after Redis lost this host's
+// presence entries (restarted empty): until the host wrote them again, senders'
+// lookups found none of its sockets, so their messages went to no host, and no
+// hand-off was recorded either (that record lived in Redis too). One Memberships
+// query per local user; it stops when ctx ends.
+func (h *Hub) RepairAll(ctx context.Context) {
+	users := map[string][]*Conn{}
+	h.each(func(c *Conn) { users[c.user.ID] = append(users[c.user.ID], c) })
+	for uid, conns := range users {
+		if ctx.Err() != nil {
+			return
+		}
+		ms, err := h.svc.Store.Memberships(ctx, uid)
+		if err != nil {
+			h.log.Warn("repair all: memberships", "user_id", uid, "err", err)
+			continue
+		}
+		for _, m := range ms {
+			for _, c := range conns {
+				last, known := c.position(m.ThreadID)
+				if !known {
+					last = m.AckedSeq
+				}
+				if last < m.LastSeq {
+					h.fill(ctx, c, m.ThreadID, last, m.LastSeq)
+				}
+			}
+		}
+	}
+}
+
 // DeliverTyping writes a typing notice to the recipients' sockets; dropped for sockets
 // whose queue is full rather than closing them.
 func (h *Hub) DeliverTyping(threadID, userID string, recipients []chat.Recipient, exceptConnID string) []chat.DeliveryResult {
