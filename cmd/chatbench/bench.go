@@ -76,6 +76,7 @@ type bench struct {
 	atLoadStart func()
 
 	disconnects atomic.Int64
+	resent      atomic.Int64 // sends written again after a reconnect
 	badFrames   atomic.Int64
 	foreign     atomic.Int64 // messages of threads the device does not know
 }
@@ -147,6 +148,12 @@ type device struct {
 	k          int // next client_msg_id number; writer goroutine only
 	issued     atomic.Int64
 	answered   atomic.Int64
+	// outbox (under wmu), for devices that reconnect: the write stamp of every send not
+	// yet answered, by number. A send due while the device has no socket waits there,
+	// and after a reconnect every one is written again with the same client_msg_id and
+	// body, as a real client does: a host restart then loses nothing (the server
+	// answers a repeat with the first message) and counts no write error.
+	outbox map[int]int64
 
 	// Connection bookkeeping (under mu).
 	connected   chan struct{} // closed at the first `synced`
@@ -178,6 +185,9 @@ func (b *bench) newDevice(idx int, u *user, home int, threads ...*threadLog) *de
 func (d *device) startSender(ctx context.Context, t *threadLog) {
 	d.sendThread = t
 	d.sendq = make(chan int64, 4096)
+	if d.reconnect {
+		d.outbox = map[int]int64{}
+	}
 	go d.writeLoop(ctx)
 }
 
@@ -200,9 +210,17 @@ func (d *device) writeLoop(ctx context.Context) {
 		now := b.now()
 		buf = appendSend(buf[:0], d.sendThread.ID, string(cmid), now, d.idx, d.k, b.opt.size)
 		var err error
-		if d.conn == nil {
+		switch {
+		case d.outbox != nil:
+			// Kept until answered; written again after a reconnect if need be.
+			d.outbox[d.k] = now
+			if d.conn != nil {
+				_ = d.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+				_ = d.conn.WriteMessage(websocket.TextMessage, buf)
+			}
+		case d.conn == nil:
 			err = errors.New("not connected")
-		} else {
+		default:
 			_ = d.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 			err = d.conn.WriteMessage(websocket.TextMessage, buf)
 		}
@@ -386,6 +404,9 @@ func (d *device) handle(f *inFrame, now int64) {
 		d.maybeAck(rs, now)
 		d.mu.Unlock()
 	case "sent":
+		if !d.unqueue(f.ClientMsgID) {
+			return // a second answer to a send written again after a reconnect
+		}
 		fp := fingerprint(f.Msg.ID)
 		d.mu.Lock()
 		rs := d.threads[string(f.Msg.ThreadID)]
@@ -405,6 +426,9 @@ func (d *device) handle(f *inFrame, now int64) {
 			st.ackLat.Record(now - t)
 		}
 	case "error":
+		if len(f.Ref) > 0 && f.Ref[0] == 'm' && !d.unqueue(f.Ref) {
+			return
+		}
 		st.countError(string(f.Code))
 		if len(f.Ref) > 0 && f.Ref[0] == 'm' {
 			d.answered.Add(1)
@@ -414,6 +438,7 @@ func (d *device) handle(f *inFrame, now int64) {
 	case "synced":
 		d.mu.Lock()
 		d.synced, d.syncedAt = true, now
+		d.resend()
 		if d.conns > 1 {
 			// Another device of this user may have acked past what this one holds:
 			// the server's catch-up starts at the user's ack, so fill from our own.
@@ -458,6 +483,54 @@ func (d *device) handle(f *inFrame, now int64) {
 	default:
 		b.badFrames.Add(1)
 	}
+}
+
+// unqueue removes an answered send (client_msg_id "m" + base-36 number) from the
+// outbox; false when it was not there: an answer to a send already answered.
+func (d *device) unqueue(clientMsgID []byte) bool {
+	if d.outbox == nil {
+		return true
+	}
+	k, err := strconv.ParseInt(string(clientMsgID[1:]), 36, 64)
+	if err != nil {
+		return true
+	}
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	if _, ok := d.outbox[int(k)]; !ok {
+		return false
+	}
+	delete(d.outbox, int(k))
+	return true
+}
+
+// resend writes every unanswered send again on the new socket, oldest first, with its
+// first client_msg_id and body. Only sends written on an earlier socket (or due while
+// there was none) can be in the outbox now: this socket has just synced.
+func (d *device) resend() {
+	if d.outbox == nil {
+		return
+	}
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	if d.conn == nil || len(d.outbox) == 0 {
+		return
+	}
+	ks := make([]int, 0, len(d.outbox))
+	for k := range d.outbox {
+		ks = append(ks, k)
+	}
+	sort.Ints(ks)
+	var buf, cmid []byte
+	for _, k := range ks {
+		cmid = strconv.AppendInt(append(cmid[:0], 'm'), int64(k), 36)
+		buf = appendSend(buf[:0], d.sendThread.ID, string(cmid), d.outbox[k], d.idx, k, d.b.opt.size)
+		_ = d.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if d.conn.WriteMessage(websocket.TextMessage, buf) != nil {
+			return
+		}
+	}
+	d.b.resent.Add(int64(len(ks)))
 }
 
 // receive records one message for rs; the caller holds d.mu.

@@ -46,6 +46,7 @@ type Result struct {
 		CPUSeconds  float64          `json:"cpu_seconds"`
 		DialErrors  map[string]int64 `json:"dial_errors,omitempty"`
 		Disconnects int64            `json:"disconnects"`
+		Resent      int64            `json:"sends_written_again"`
 	} `json:"generator"`
 
 	b     *bench
@@ -120,6 +121,7 @@ func (r *Result) finish() {
 	}
 	r.Generator.DialErrors = r.b.dialErrors()
 	r.Generator.Disconnects = r.b.disconnects.Load()
+	r.Generator.Resent = r.b.resent.Load()
 	check := func(v *VerifyResult) {
 		if v != nil && !v.Pass {
 			r.Failures = append(r.Failures, "verification: "+strings.Join(v.Problems, ", "))
@@ -295,6 +297,9 @@ func (r *Result) print(w io.Writer) {
 	fmt.Fprintf(w, "generator: %.1f CPU-s", r.Generator.CPUSeconds)
 	if r.Generator.Disconnects > 0 {
 		fmt.Fprintf(w, ", %d disconnects", r.Generator.Disconnects)
+	}
+	if r.Generator.Resent > 0 {
+		fmt.Fprintf(w, ", %d sends written again after a reconnect", r.Generator.Resent)
 	}
 	if len(r.Generator.DialErrors) > 0 {
 		fmt.Fprintf(w, ", dial errors %v", r.Generator.DialErrors)
