@@ -23,6 +23,11 @@
 #   8. Fuzzing: every Fuzz target, one at a time, for FUZZTIME each.
 #   9. chatbench smoke run: `chatbench oneone` for a few seconds against a 2-host cluster
 #      (scripts/cluster.sh) on the test stores; any lost message fails it.
+#  10. Nemesis (scripts/nemesis.sh): randomized faults against a 3-host cluster, the
+#      history checked; NEMESIS_FIXED_MINUTES with seed NEMESIS_SEED, then
+#      NEMESIS_RANDOM_MINUTES with a random seed that it prints (replay with --seed).
+#  11. Soak (scripts/soak.sh): chatbench oneone at 500 msg/s for SOAK_SECONDS while a
+#      host is restarted now and then; zero loss and no goroutine or memory growth.
 #
 # Environment:
 #   TEST_DATABASE_URL  postgres URL of a server where tests CREATE/DROP their own databases
@@ -36,6 +41,10 @@
 #   FUZZTIME=10s       how long each fuzz target runs (go test -fuzztime); 0 skips fuzzing
 #   BENCH_SMOKE=0|1    0 skips the chatbench smoke run; 1 runs it even with package
 #                      arguments (default: run it on full runs only)
+#   NEMESIS_FIXED_MINUTES=2, NEMESIS_SEED=1, NEMESIS_RANDOM_MINUTES=1
+#                      minutes of the two nemesis runs; 0 skips a run (with package
+#                      arguments both default to 0)
+#   SOAK_SECONDS=60    length of the soak; 0 skips it (default 0 with package arguments)
 #   SWITCHBOARD_TOOLS  where pinned tools are installed
 #                      (default ${XDG_CACHE_HOME:-~/.cache}/switchboard/tools)
 set -euo pipefail
@@ -63,7 +72,7 @@ FUZZTIME="${FUZZTIME:-10s}"
 
 START_SECONDS=$SECONDS
 STEP=0
-STEPS=9
+STEPS=11
 
 # ---- small helpers ---------------------------------------------------------------------
 
@@ -537,6 +546,56 @@ elif [[ "${TARGET_PKGS[*]}" != ./... && "${BENCH_SMOKE:-}" != 1 ]]; then
 	info "package arguments given: skipped (BENCH_SMOKE=1 runs it anyway)"
 else
 	run_bench_smoke
+fi
+
+# Full runs (no package arguments) run the nemesis and the soak; with package arguments
+# they run only when their variables are set.
+if [[ "${TARGET_PKGS[*]}" == ./... ]]; then
+	NEMESIS_FIXED_MINUTES="${NEMESIS_FIXED_MINUTES:-2}"
+	NEMESIS_RANDOM_MINUTES="${NEMESIS_RANDOM_MINUTES:-1}"
+	SOAK_SECONDS="${SOAK_SECONDS:-60}"
+else
+	NEMESIS_FIXED_MINUTES="${NEMESIS_FIXED_MINUTES:-0}"
+	NEMESIS_RANDOM_MINUTES="${NEMESIS_RANDOM_MINUTES:-0}"
+	SOAK_SECONDS="${SOAK_SECONDS:-0}"
+fi
+NEMESIS_SEED="${NEMESIS_SEED:-1}"
+
+# =======================================================================================
+step "Nemesis: randomized faults (fixed seed $NEMESIS_SEED for ${NEMESIS_FIXED_MINUTES} min, a random seed for ${NEMESIS_RANDOM_MINUTES} min)"
+# =======================================================================================
+
+# scripts/nemesis.sh prints the seed first and, on failure, keeps the history and prints
+# the command that replays it.
+run_nemesis() { # run_nemesis MINUTES [SEED]
+	local minutes=$1 seed=${2:-0} t0=$SECONDS
+	if [[ "$minutes" == 0 ]]; then
+		info "0 minutes: skipped"
+		return 0
+	fi
+	"$ROOT/scripts/nemesis.sh" --seed "$seed" --minutes "$minutes" ||
+		die "the nemesis run failed (seed and history above)"
+	info "nemesis: ${minutes} min of faults passed in $((SECONDS - t0))s"
+}
+if ((${#STORES_MISSING[@]} > 0)); then
+	info "no ${STORES_MISSING[*]}: skipped"
+else
+	run_nemesis "$NEMESIS_FIXED_MINUTES" "$NEMESIS_SEED"
+	run_nemesis "$NEMESIS_RANDOM_MINUTES"
+fi
+
+# =======================================================================================
+step "Soak (${SOAK_SECONDS}s of chatbench oneone at 500 msg/s with host restarts)"
+# =======================================================================================
+
+if [[ "$SOAK_SECONDS" == 0 ]]; then
+	info "SOAK_SECONDS=0: skipped"
+elif ((${#STORES_MISSING[@]} > 0)); then
+	info "no ${STORES_MISSING[*]}: skipped"
+else
+	t0=$SECONDS
+	"$ROOT/scripts/soak.sh" --seconds "$SOAK_SECONDS" || die "the soak failed (see above)"
+	info "soak passed in $((SECONDS - t0))s"
 fi
 
 printf '\nOK: all checks passed in %s\n' "$(elapsed)"

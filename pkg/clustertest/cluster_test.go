@@ -272,6 +272,24 @@ func TestOfflineCatchUpThroughAnotherHost(t *testing.T) {
 	})
 }
 
+// wireDups counts, over a device's sockets, `message` frames repeating an id the
+// device already had.
+func wireDups(socks ...*Client) int {
+	n := 0
+	seen := map[string]bool{}
+	for _, c := range socks {
+		for _, f := range c.Frames() {
+			if f.Type == "message" && f.Message != nil {
+				if seen[f.Message.ID] {
+					n++
+				}
+				seen[f.Message.ID] = true
+			}
+		}
+	}
+	return n
+}
+
 func types(fs []Frame) []string {
 	out := make([]string, len(fs))
 	for i, f := range fs {
@@ -464,7 +482,8 @@ func TestSIGKILLWhileStreaming(t *testing.T) {
 	synced := bA2.SyncAll(t, th.ID, own)
 	t.Logf("bob's device reconnected through h2 and synced %d messages after its own seq %d", len(synced), own)
 
-	// dave stays away until the cluster shows him offline: within 10 s of the kill.
+	// dave stays away until the cluster shows him offline: within 10 s of the kill,
+	// through the API and through the operator's `chatctl presence`.
 	d.WaitClosed(t, 5*time.Second)
 	CheckFor(t, 10*time.Second-time.Since(killed), 100*time.Millisecond, func() error {
 		p := Presence(t, h1, alice, dave.ID, bobA.ID)
@@ -474,9 +493,29 @@ func TestSIGKILLWhileStreaming(t *testing.T) {
 		if !p[bobA.ID] {
 			return fmt.Errorf("bob, with live sockets on h1 and h2, shows offline")
 		}
+		for _, u := range []*User{dave, bobA} {
+			var out struct {
+				Connections []struct {
+					HostID string `json:"host_id"`
+				} `json:"connections"`
+			}
+			raw := c.Chatctl(t, "presence", u.Username, "--json")
+			if err := json.Unmarshal(raw, &out); err != nil {
+				t.Fatalf("chatctl presence %s --json: %v: %s", u.Username, err, raw)
+			}
+			for _, cn := range out.Connections {
+				if cn.HostID == h3.ID {
+					return fmt.Errorf("chatctl presence %s shows a connection on the killed h3 %v after the kill: %s", u.Username, time.Since(killed).Round(time.Millisecond), raw)
+				}
+			}
+			if u == dave && len(out.Connections) > 0 {
+				return fmt.Errorf("chatctl presence dave shows him online: %s", raw)
+			}
+		}
 		return nil
 	})
-	t.Logf("dave shown offline %v after the kill", time.Since(killed).Round(time.Millisecond))
+	offline := time.Since(killed)
+	t.Logf("dave shown offline (GET /presence and chatctl presence) %v after the kill", offline.Round(time.Millisecond))
 
 	for range senders {
 		if err := <-errs; err != nil {
@@ -506,6 +545,7 @@ func TestSIGKILLWhileStreaming(t *testing.T) {
 			return nil
 		})
 	}
+	recovered := time.Since(killed)
 	// Sockets that never moved got everything live, in order.
 	for _, cl := range []*Client{bB} {
 		if err := checkSeqs(cl.Messages(th.ID), n); err != nil {
@@ -515,6 +555,30 @@ func TestSIGKILLWhileStreaming(t *testing.T) {
 	if err := checkSeqs(History(t, h2, carol, th.ID), n); err != nil {
 		t.Fatalf("stored history: %v", err)
 	}
+	during := 0
+	for _, s := range senders {
+		for _, at := range sentArrivals(s) {
+			if at.After(killed) {
+				during++
+			}
+		}
+	}
+	dups := 0
+	for _, dev := range [][]*Client{{a}, {cs}, {bB}, {bA, bA2}, {d, d2}} {
+		seen := map[string]bool{}
+		for _, cl := range dev {
+			for _, f := range cl.Frames() {
+				if f.Type == "message" && f.Message != nil {
+					if seen[f.Message.ID] {
+						dups++
+					}
+					seen[f.Message.ID] = true
+				}
+			}
+		}
+	}
+	logFault(t, faultResult{name: "sigkill-mid-stream", sentDuring: during, dups: dups, recovery: recovered,
+		note: fmt.Sprintf("presence_offline_after=%v", offline.Round(time.Millisecond))})
 
 	// h3 comes back with the same id (a new instance): a socket opened on it at once
 	// gets live messages, though the other hosts last saw the dead instance.
@@ -602,6 +666,10 @@ func TestRedisRestart(t *testing.T) {
 
 	rs.Start(t)
 	restarted := time.Now()
+	// Sent at once, before the hosts have re-registered their sockets in the empty
+	// Redis: the lookup finds nobody, yet the connected members must get it (and no
+	// later message comes to fill the gap it would leave).
+	deliver(a, "right-after", b, cc)
 	CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -626,7 +694,10 @@ func TestRedisRestart(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("presence rebuilt %v after Redis came back", time.Since(restarted).Round(time.Millisecond))
+	rebuilt := time.Since(restarted)
+	t.Logf("presence rebuilt %v after Redis came back", rebuilt.Round(time.Millisecond))
+	logFault(t, faultResult{name: "redis-restart-empty", sentDuring: 3, dups: wireDups(a) + wireDups(b) + wireDups(cc),
+		recovery: rebuilt, note: "(recovery: presence re-registered; 2 sends while down and 1 right after the restart, each delivered to the connected members)"})
 
 	deliver(a, "after-1", b, cc)
 	deliver(b, "after-2", a, cc)
@@ -691,6 +762,7 @@ func TestSIGTERMDrain(t *testing.T) {
 		took time.Duration
 	}
 	termDone := make(chan result, 1)
+	termAt := time.Now()
 	go func() {
 		code, took := h2.Term(t)
 		termDone <- result{code, took}
@@ -756,6 +828,14 @@ func TestSIGTERMDrain(t *testing.T) {
 			return nil
 		})
 	}
+	during := 0
+	for _, at := range sentArrivals(a) {
+		if at.After(termAt) && at.Before(termAt.Add(res.took)) {
+			during++
+		}
+	}
+	logFault(t, faultResult{name: "sigterm-drain", sentDuring: during, dups: wireDups(b, b2) + wireDups(cc, c2),
+		recovery: time.Since(termAt) - res.took, note: fmt.Sprintf("drain=%v", res.took.Round(time.Millisecond))})
 
 	// Live right after the move: within 1 s of sent.
 	last := sendAll(t, a, th.ID, "after-drain", 1)
@@ -947,6 +1027,8 @@ func TestSlowReaderClosed(t *testing.T) {
 	if p99 := percentile(lags, .99); p99 > liveBound {
 		t.Errorf("the reading socket's p99 lag is %v, want within %v", p99, liveBound)
 	}
+	logFault(t, faultResult{name: "slow-reader", sentDuring: total, dups: wireDups(fast),
+		note: fmt.Sprintf("(closed with 1013; the other socket on its host: p99 %v after sent, every message, in order)", percentile(lags, .99).Round(100*time.Microsecond))})
 	if code, closed := fast.Closed(); closed {
 		t.Fatalf("the reading socket closed too (%d)", code)
 	}
