@@ -75,6 +75,21 @@ type Deliverer struct {
 	// goes to them as well as to those known now, because a Redis that comes back
 	// empty lists only the hosts that re-registered since.
 	fallbackHosts atomic.Pointer[[]chat.Host]
+
+	// unreachable maps a host id to when (unix nanos) it may be called again: after a
+	// call to a live host failed, its next deliveries for hostRetryAfter go straight to
+	// the hand-off record it repairs from, instead of each paying failed connects and
+	// retries on the sender's reader goroutine.
+	unreachable sync.Map
+}
+
+// hostRetryAfter is how long a host whose delivery failed is handed its messages
+// through the hand-off record without being called.
+const hostRetryAfter = time.Second
+
+func (d *Deliverer) hostDown(hostID string) bool {
+	v, ok := d.unreachable.Load(hostID)
+	return ok && time.Now().UnixNano() < v.(int64)
 }
 
 // lookupRetryAfter is how long route delivers to every known host without asking
@@ -387,6 +402,10 @@ func (d *Deliverer) DeliverMessage(ctx context.Context, msg chat.Message, recipi
 			if !ok {
 				continue
 			}
+			if d.hostDown(h.HostID) {
+				d.missed(msg, h.HostID, errors.New("host unreachable a moment ago; not called"))
+				continue
+			}
 			body, _ := json.Marshal(deliverBody{Message: msgJSON, Recipients: rs})
 			c := &call{ctx: ctx, host: h, path: PathDeliver, body: body, result: make(chan callResult, 1)}
 			if d.submit(c) {
@@ -408,9 +427,11 @@ func (d *Deliverer) DeliverMessage(ctx context.Context, msg chat.Message, recipi
 				if err == nil {
 					err = fmt.Errorf("status %d", r.status)
 				}
+				d.unreachable.Store(c.host.HostID, time.Now().Add(hostRetryAfter).UnixNano())
 				d.missed(msg, c.host.HostID, err)
 				continue
 			}
+			d.unreachable.Delete(c.host.HostID)
 			var a deliverAnswer
 			if err := json.Unmarshal(r.body, &a); err != nil {
 				d.missed(msg, c.host.HostID, err)

@@ -47,7 +47,8 @@ const outage = 10 * time.Second
 // (drain: 1012 to every socket, presence removed, exit 0 within 15 s) under load;
 // their devices reconnect elsewhere and senders write their unanswered sends again.
 func TestFaultRollingRestart(t *testing.T) {
-	t.Parallel()
+	// Not parallel: its recovery bounds are timings, which other clusters' CPU on
+	// two cores would stretch.
 	c := StartCluster(t, 3, Options{Env: map[string]string{"CHAT_DRAIN_TIMEOUT": "3s"}})
 	f := newFleet(t, c, fleetSpec{devices: threeHostFleet, reconnect: true})
 	f.run()
@@ -76,7 +77,8 @@ func TestFaultRollingRestart(t *testing.T) {
 // reaches every member live within 1 s through the every-known-host fallback; once
 // Redis is back, presence is whole again (every open socket has its entry) within 10 s.
 func TestFaultRedisUnreachable(t *testing.T) {
-	t.Parallel()
+	// Not parallel: its recovery bounds are timings, which other clusters' CPU on
+	// two cores would stretch.
 	rs := StartRedisServer(t)
 	p := NewProxy(t, fmt.Sprintf("127.0.0.1:%d", rs.Port))
 	c := StartCluster(t, 3, Options{RedisURL: "redis://" + p.Addr() + "/0"})
@@ -126,7 +128,8 @@ func TestFaultRedisUnreachable(t *testing.T) {
 // open, and sends succeed again within 2 s of the database's return.
 // TestPostgresDown (cluster_test.go) checks the HTTP side (503) and the resend.
 func TestFaultPostgresUnreachable(t *testing.T) {
-	t.Parallel()
+	// Not parallel: its recovery bounds are timings, which other clusters' CPU on
+	// two cores would stretch.
 	p := NewProxy(t, "")
 	c := StartCluster(t, 3, Options{Setup: func(_ int, env map[string]string) {
 		u, err := url.Parse(env["CHAT_DATABASE_URL"])
@@ -200,7 +203,8 @@ func TestFaultPostgresUnreachable(t *testing.T) {
 // other hosts record the missed hand-offs in Redis and h2 pushes them from Postgres.
 // TestInternalLinkCut (cluster_test.go) is the two-host, non-streaming version.
 func TestFaultInternalLinkCut(t *testing.T) {
-	t.Parallel()
+	// Not parallel: its recovery bounds are timings, which other clusters' CPU on
+	// two cores would stretch.
 	p := NewProxy(t, "")
 	c := StartCluster(t, 3, Options{HostEnv: map[int]map[string]string{1: {"CHAT_INTERNAL_URL": p.URL()}}})
 	h2 := c.Hosts[1]
