@@ -89,7 +89,8 @@ const hostRetryAfter = time.Second
 
 func (d *Deliverer) hostDown(hostID string) bool {
 	v, ok := d.unreachable.Load(hostID)
-	return ok && time.Now().UnixNano() < v.(int64)
+	until, isTime := v.(int64)
+	return ok && isTime && time.Now().UnixNano() < until
 }
 
 // lookupRetryAfter is how long route delivers to every known host without asking
