@@ -20,9 +20,16 @@ import (
 // made its message durable. A few committers run at once, so one slow batch does not
 // stall the rest. They lock threads in id order and memberships in (thread, user)
 // order, the orders every other multi-row writer uses (Ack), so they do not deadlock.
+//
+// Each thread's messages always go to the same committer (by a hash of the thread id).
+// Committers that shared one queue took a busy thread's messages one or two at a time
+// and then queued on that thread's row lock behind each other, one commit per batch of
+// one: a 100-member thread topped out near 700 messages a second. With one committer
+// per thread, what arrives while a batch commits is the next batch, so batches grow
+// with the load instead of the lock queue.
 type committer struct {
 	db    *DB
-	in    chan *sendReq
+	in    []chan *sendReq
 	max   int
 	log   *slog.Logger
 	wg    sync.WaitGroup
@@ -42,12 +49,22 @@ type sendRes struct {
 }
 
 func newCommitter(db *DB, workers, maxBatch int, log *slog.Logger) *committer {
-	c := &committer{db: db, in: make(chan *sendReq, 4*maxBatch), max: maxBatch, log: log, close: make(chan struct{})}
-	for i := 0; i < workers; i++ {
+	c := &committer{db: db, in: make([]chan *sendReq, workers), max: maxBatch, log: log, close: make(chan struct{})}
+	for i := range c.in {
+		c.in[i] = make(chan *sendReq, 4*maxBatch)
 		c.wg.Add(1)
-		go c.run()
+		go c.run(c.in[i])
 	}
 	return c
+}
+
+// shard picks the committer of a thread (FNV-1a of its id).
+func (c *committer) shard(threadID string) chan *sendReq {
+	h := uint32(2166136261)
+	for i := 0; i < len(threadID); i++ {
+		h = (h ^ uint32(threadID[i])) * 16777619
+	}
+	return c.in[h%uint32(len(c.in))]
 }
 
 // stop ends the committers once; safe to call again.
@@ -62,7 +79,7 @@ func (c *committer) stop() {
 func (c *committer) submit(ctx context.Context, m chat.NewMessage) (chat.Stored, error) {
 	r := &sendReq{ctx: ctx, m: m, done: make(chan sendRes, 1)}
 	select {
-	case c.in <- r:
+	case c.shard(m.ThreadID) <- r:
 	case <-ctx.Done():
 		return chat.Stored{}, ctx.Err()
 	case <-c.close:
@@ -87,13 +104,13 @@ func (c *committer) submit(ctx context.Context, m chat.NewMessage) (chat.Stored,
 // errCommitterClosed answers a send made after (or queued at) Close.
 var errCommitterClosed = errors.New("postgres: the store is closed")
 
-func (c *committer) run() {
+func (c *committer) run(in <-chan *sendReq) {
 	defer c.wg.Done()
 	batch := make([]*sendReq, 0, c.max)
 	for {
 		batch = batch[:0]
 		select {
-		case r := <-c.in:
+		case r := <-in:
 			batch = append(batch, r)
 		case <-c.close:
 			return
@@ -101,7 +118,7 @@ func (c *committer) run() {
 	fill:
 		for len(batch) < c.max {
 			select {
-			case r := <-c.in:
+			case r := <-in:
 				batch = append(batch, r)
 			default:
 				break fill
