@@ -152,30 +152,32 @@ func (s *Store) Lookup(ctx context.Context, userIDs []string) (map[string][]chat
 	if len(userIDs) == 0 {
 		return out, nil
 	}
+	// HVALS, not HGETALL: each value carries its conn_id, and a slice per user costs a
+	// fraction of a map per user on a lookup every message makes.
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*goredis.MapStringStringCmd, len(userIDs))
+	cmds := make([]*goredis.StringSliceCmd, len(userIDs))
 	for i, u := range userIDs {
-		cmds[i] = pipe.HGetAll(ctx, s.presenceKey(u))
+		cmds[i] = pipe.HVals(ctx, s.presenceKey(u))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("look up presence of %d users: %w", len(userIDs), err)
 	}
 	for i, u := range userIDs {
-		fields := cmds[i].Val()
-		if len(fields) == 0 {
+		vals := cmds[i].Val()
+		if len(vals) == 0 {
 			continue
 		}
 		if _, dup := out[u]; dup {
 			continue
 		}
-		conns := make([]chat.Connection, 0, len(fields))
-		for connID, val := range fields {
-			var e entry
-			if err := json.Unmarshal([]byte(val), &e); err != nil {
-				s.log.Debug("skip undecodable presence entry", "user", u, "conn", connID, "err", err)
+		conns := make([]chat.Connection, 0, len(vals))
+		for _, val := range vals {
+			e, err := decodeEntry(val)
+			if err != nil || e.ConnID == "" {
+				s.log.Debug("skip undecodable presence entry", "user", u, "err", err)
 				continue
 			}
-			conns = append(conns, chat.Connection{UserID: u, HostID: e.HostID, ConnID: connID, Since: e.Since, Instance: e.Instance})
+			conns = append(conns, chat.Connection{UserID: u, HostID: e.HostID, ConnID: e.ConnID, Since: e.Since, Instance: e.Instance})
 		}
 		if len(conns) == 0 {
 			continue
