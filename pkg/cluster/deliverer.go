@@ -407,7 +407,7 @@ func (d *Deliverer) DeliverMessage(ctx context.Context, msg chat.Message, recipi
 				d.missed(msg, h.HostID, errors.New("host unreachable a moment ago; not called"))
 				continue
 			}
-			body, _ := json.Marshal(deliverBody{Message: msgJSON, Recipients: rs})
+			body := appendDeliverBody(make([]byte, 0, len(msgJSON)+40+len(rs)*110), msgJSON, rs)
 			c := &call{ctx: ctx, host: h, path: PathDeliver, body: body, result: make(chan callResult, 1)}
 			if d.submit(c) {
 				calls = append(calls, c)
@@ -433,12 +433,12 @@ func (d *Deliverer) DeliverMessage(ctx context.Context, msg chat.Message, recipi
 				continue
 			}
 			d.unreachable.Delete(c.host.HostID)
-			var a deliverAnswer
-			if err := json.Unmarshal(r.body, &a); err != nil {
+			results, err := decodeAnswer(r.body)
+			if err != nil {
 				d.missed(msg, c.host.HostID, err)
 				continue
 			}
-			for _, res := range a.Results {
+			for _, res := range results {
 				if res.Status == chat.StatusNotConnected {
 					gone = append(gone, chat.Connection{UserID: res.UserID, HostID: c.host.HostID, ConnID: res.ConnID})
 					d.metrics.Deliveries.WithLabelValues("not_connected").Inc()

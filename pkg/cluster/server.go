@@ -14,12 +14,12 @@ import (
 func NewInternalHandler(hub localHub, signer *Signer, enablePprof bool, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+PathDeliver, func(w http.ResponseWriter, r *http.Request) {
-		var b struct {
-			Message    *chat.Message    `json:"message"`
-			Typing     *typingBody      `json:"typing"`
-			Recipients []chat.Recipient `json:"recipients"`
+		data, err := requestBody(r)
+		var b deliverRequest
+		if err == nil {
+			b, err = decodeDeliverBody(data)
 		}
-		if err := json.NewDecoder(r.Body).Decode(&b); err != nil || (b.Message == nil) == (b.Typing == nil) {
+		if err != nil || (b.Message == nil) == (b.Typing == nil) {
 			writeError(w, http.StatusBadRequest, chat.EInvalid, "want {message or typing, recipients}")
 			return
 		}
@@ -29,10 +29,9 @@ func NewInternalHandler(hub localHub, signer *Signer, enablePprof bool, log *slo
 		} else {
 			res = hub.DeliverTyping(b.Typing.ThreadID, b.Typing.UserID, b.Recipients, "")
 		}
-		if res == nil {
-			res = []chat.DeliveryResult{}
-		}
-		writeJSON(w, http.StatusOK, deliverAnswer{Results: res})
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(appendAnswer(make([]byte, 0, 16+len(res)*110), res))
 	})
 	mux.HandleFunc("POST "+PathDisconnect, func(w http.ResponseWriter, r *http.Request) {
 		var b struct {

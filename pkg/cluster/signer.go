@@ -100,7 +100,25 @@ func (s *Signer) Middleware(next http.Handler) http.Handler {
 			writeError(w, http.StatusUnauthorized, "bad_signature", "missing or wrong signature, or stale timestamp")
 			return
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.Body = &verifiedBody{Reader: bytes.NewReader(body), data: body}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// verifiedBody is a request body the middleware has read and verified; handlers take
+// its bytes (requestBody) instead of copying them again.
+type verifiedBody struct {
+	*bytes.Reader
+	data []byte
+}
+
+// Close implements io.ReadCloser.
+func (*verifiedBody) Close() error { return nil }
+
+// requestBody returns the bytes of r's body.
+func requestBody(r *http.Request) ([]byte, error) {
+	if vb, ok := r.Body.(*verifiedBody); ok {
+		return vb.data, nil
+	}
+	return io.ReadAll(io.LimitReader(r.Body, maxInternalBody))
 }
