@@ -17,13 +17,16 @@
 #      registers thousands of users from one address), CHAT_LIMIT_SOCKETS_PER_USER=1000
 #      and CHAT_LOG_LEVEL=warn; the per-user send limit (20/s) stays;
 #   4. runs the matrix, one `chatbench SCENARIO --json` per run, then combines them
-#      into docs/bench/results/DATE-HOST.json and DATE-HOST.md;
+#      into docs/bench/results/DATE-HOST.json and DATE-HOST.md and draws the charts
+#      (latency-vs-rate.svg, latency-cdf.svg) into docs/bench/results/charts/
+#      (--quick: charts-quick/);
 #   5. stops the cluster, drops the database and deletes the Redis keys (trap).
 #
 # Environment:
 #   TEST_DATABASE_URL  postgres URL of a server where this role may CREATE DATABASE
 #                      (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)
 #   TEST_REDIS_URL     redis URL (default redis://127.0.0.1:6379/0)
+#   BENCH_DB           name of the private database (default sb_bench; two bench clusters at once need two)
 #   BENCH_PORT_BASE    public ports are BASE+1..3, internal BASE+1001..1003 (default 8080)
 #   BENCH_PPROF=true   serve /debug/pprof on the internal listeners (signed requests only)
 #   BENCH_OUT          results directory (default docs/bench/results)
@@ -60,7 +63,7 @@ TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postg
 TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
 PORT_BASE="${BENCH_PORT_BASE:-8080}"
 OUT_DIR="${BENCH_OUT:-docs/bench/results}"
-DB_NAME=sb_bench
+DB_NAME="${BENCH_DB:-sb_bench}"
 REDIS_PREFIX="sbbench$(date +%s):"
 HOSTS_N=3
 
@@ -291,8 +294,15 @@ if ((${#RUNS[@]} > 0)) && [[ "$MODE" != smoke ]]; then
 	"$BENCH" summarize --note "Mode: $MODE; commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)." \
 		--out "$OUT_DIR/$stamp.json" --md "$OUT_DIR/$stamp.md" "${RUNS[@]}"
 	info "results: $OUT_DIR/$stamp.json and $OUT_DIR/$stamp.md"
-	# TODO(issue 6): draw latency-versus-rate (from the ramp steps) and latency CDF
-	# charts (SVG) next to the results and show them in docs/bench/README.md.
+	# The charts README.md and docs/bench show; a quick run (no ramp) draws its own
+	# elsewhere so it never replaces those of a full one.
+	charts="$OUT_DIR/charts"
+	[[ "$MODE" == quick ]] && charts="$OUT_DIR/charts-quick"
+	if "$BENCH" chart --out "$charts" "$OUT_DIR/$stamp.json"; then
+		info "charts: $charts"
+	else
+		info "WARNING: no charts drawn (see above)"
+	fi
 fi
 
 if ((${#FAILED[@]} > 0)); then

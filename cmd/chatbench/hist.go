@@ -143,7 +143,22 @@ type Summary struct {
 	P99   float64 `json:"p99_ms"`
 	P999  float64 `json:"p999_ms"`
 	Max   float64 `json:"max_ms"`
+	// CDF is filled for the message latencies only: `chatbench chart` draws it, and the
+	// five quantiles above are too few for a curve.
+	CDF []CDFPoint `json:"cdf,omitempty"`
 }
+
+// CDFPoint is one point of a distribution: a fraction Q of the samples took at most MS.
+type CDFPoint struct {
+	Q  float64 `json:"q"`
+	MS float64 `json:"ms"`
+}
+
+// cdfQuantiles are where CDF samples the histogram: 1, 2 and 4 per decade of 1/(1-q),
+// so the points spread evenly over a chart's tail-stretching percentile axis, and few
+// enough to keep a result small and its JSON stable.
+var cdfQuantiles = []float64{0, .1, .25, .5, .75, .9, .95, .975, .99, .995, .9975,
+	.999, .9995, .99975, .9999, .99995, .999975, .99999}
 
 // Summary reports the histogram (of nanoseconds) in milliseconds.
 func (h *Histogram) Summary() Summary {
@@ -153,4 +168,22 @@ func (h *Histogram) Summary() Summary {
 		P50: ms(h.Quantile(.5)), P90: ms(h.Quantile(.9)), P99: ms(h.Quantile(.99)),
 		P999: ms(h.Quantile(.999)), Max: ms(h.Max()),
 	}
+}
+
+// CDF samples the histogram (of nanoseconds) at cdfQuantiles, in milliseconds, and ends
+// with the exact max at q 1. Quantiles past 1-1/n are left out: with n samples they
+// are all the largest one, and a chart would draw them as a false plateau.
+func (h *Histogram) CDF() []CDFPoint {
+	n := h.Count()
+	if n == 0 {
+		return nil
+	}
+	pts := make([]CDFPoint, 0, len(cdfQuantiles)+1)
+	for _, q := range cdfQuantiles {
+		if q > 1-1/float64(n) {
+			break
+		}
+		pts = append(pts, CDFPoint{Q: q, MS: float64(h.Quantile(q)) / 1e6})
+	}
+	return append(pts, CDFPoint{Q: 1, MS: float64(h.Max()) / 1e6})
 }

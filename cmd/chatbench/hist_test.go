@@ -140,3 +140,39 @@ func BenchmarkHistogramRecord(b *testing.B) {
 		h.Record(int64(i&0xfffff) * 997)
 	}
 }
+
+func TestHistogramCDF(t *testing.T) {
+	t.Parallel()
+	if NewHistogram().CDF() != nil {
+		t.Fatal("empty histogram has a CDF")
+	}
+	h := NewHistogram()
+	for i := int64(1); i <= 10_000; i++ {
+		h.Record(i * 1000) // 1 µs .. 10 ms
+	}
+	cdf := h.CDF()
+	// 10,000 samples resolve quantiles up to 1-1/10,000 = .9999; the rest is the max.
+	if got, want := len(cdf), 16; got != want {
+		t.Fatalf("%d points, want %d: %v", got, want, cdf)
+	}
+	for i := 1; i < len(cdf); i++ {
+		if cdf[i].Q <= cdf[i-1].Q || cdf[i].MS < cdf[i-1].MS {
+			t.Fatalf("not increasing at %d: %v", i, cdf)
+		}
+	}
+	if last := cdf[len(cdf)-1]; last.Q != 1 || last.MS != 10 {
+		t.Fatalf("last point %v, want the max {1 10}", last)
+	}
+	for _, pt := range cdf[:len(cdf)-1] {
+		want := max(pt.Q*10, 0.001)
+		if math.Abs(pt.MS-want) > want/256+0.001 {
+			t.Errorf("q %g: %g ms, want %g", pt.Q, pt.MS, want)
+		}
+	}
+	one := NewHistogram()
+	one.Record(2_000_000)
+	// One sample is the min (q 0) and the max.
+	if got := one.CDF(); len(got) != 2 || got[0] != (CDFPoint{Q: 0, MS: 2}) || got[1] != (CDFPoint{Q: 1, MS: 2}) {
+		t.Fatalf("one sample: %v", got)
+	}
+}

@@ -11,6 +11,7 @@
 //	chatbench catchup --backlog 10000
 //	chatbench storm   --conns 3000 --kill-pid PID
 //	chatbench summarize --out results.json --md results.md run1.json run2.json...
+//	chatbench chart --out charts results.json
 //
 // Exit status: 0 pass, 1 verification failed or the run could not be done, 2 usage.
 package main
@@ -47,6 +48,7 @@ scenarios (each finishes in under a minute with its defaults):
   catchup   --backlog messages over --threads arrive while a user is offline; it connects
   storm     --conns sockets on one host, which is killed (--kill-pid or --kill-cmd)
   summarize combine --json files of runs into one JSON and a Markdown table
+  chart     draw latency-vs-rate.svg and latency-cdf.svg from results (--out DIR)
 
 Run 'chatbench SCENARIO -h' for the flags. Setup uses only the public API: the
 cluster must allow many registrations (CHAT_LIMIT_AUTH_PER_MINUTE) and should hash
@@ -67,6 +69,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "summarize":
 		if err := summarize(rest, stdout, stderr); err != nil {
 			fmt.Fprintf(stderr, "chatbench summarize: %v\n", err)
+			return 1
+		}
+		return 0
+	case "chart":
+		err := chart(rest, stdout, stderr)
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "chatbench chart: %v\n", err)
 			return 1
 		}
 		return 0

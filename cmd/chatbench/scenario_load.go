@@ -54,6 +54,7 @@ func (b *bench) phase(ctx context.Context, label string, senders, devs []*device
 		Stalls: st.stalls.Load(), DrainSeconds: drain.Seconds(),
 		Latency: st.lat.Summary(), AckLatency: st.ackLat.Summary(), Lag: st.lag.Summary(),
 	}
+	l.Latency.CDF = st.lat.CDF()
 	window := sendTime.Seconds()
 	if l.Acked > 0 && window > 0 {
 		l.AckedRate = float64(l.Acked) / window
@@ -63,6 +64,7 @@ func (b *bench) phase(ctx context.Context, label string, senders, devs []*device
 	}
 	if st.last.Count() > 0 {
 		s := st.last.Summary()
+		s.CDF = st.last.CDF()
 		l.LastMember = &s
 	}
 	l.Verify = b.verify(devs, st, senders)

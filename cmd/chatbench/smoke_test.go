@@ -89,10 +89,17 @@ func TestSmoke(t *testing.T) {
 			if r.Server == nil || len(r.Server.Stages) == 0 {
 				t.Errorf("no send stages from /metrics: %+v", r.Server)
 			}
+			if r.Load != nil {
+				if cdf := r.Load.Latency.CDF; len(cdf) < 2 || cdf[0].Q != 0 || cdf[len(cdf)-1].Q != 1 {
+					t.Errorf("latency CDF %+v: want points from q 0 to the max at q 1", cdf)
+				}
+			}
 		}},
 		{"fanout", []string{"fanout", "--members", "6", "--rate", "40", "--duration", "1s"}, func(t *testing.T, r *Result) {
 			if r.Load == nil || r.Load.Verify.Received != 40*5 || r.Load.LastMember == nil || r.Load.LastMember.Count != 40 {
 				t.Errorf("load %+v", r.Load)
+			} else if len(r.Load.LastMember.CDF) == 0 {
+				t.Error("no latency CDF to the last member")
 			}
 		}},
 		{"catchup", []string{"catchup", "--backlog", "150", "--threads", "3", "--rate", "150"}, func(t *testing.T, r *Result) {

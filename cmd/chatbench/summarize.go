@@ -165,6 +165,7 @@ func markdown(m Matrix, results []*Result) string {
 		}
 		break
 	}
-	b.WriteString("\n<!-- TODO(issue 6): latency-versus-rate and latency CDF charts (SVG) from these numbers. -->\n")
+	b.WriteString("\nCharts of these runs: `chatbench chart --out DIR` on this matrix's JSON draws " + chartRateFile + " and " +
+		chartCDFFile + " (scripts/bench.sh puts them in charts/ beside it; --quick in charts-quick/).\n")
 	return b.String()
 }
