@@ -14,119 +14,139 @@ import (
 
 // committer implements group commit on PostgreSQL: the messages that concurrent
 // senders hand in while a transaction is running are stored together in the next one,
-// with a fixed number of round trips per batch (lock the threads and read their
-// members; insert every message; move every thread's last_seq and every sender's read
-// mark) and one WAL flush. Each sender is still answered only after the commit that
-// made its message durable. A few committers run at once, so one slow batch does not
-// stall the rest. They lock threads in id order and memberships in (thread, user)
-// order, the orders every other multi-row writer uses (Ack), so they do not deadlock.
+// with one round trip per batch (store_messages) and one WAL flush. Each sender is
+// still answered only after the commit that made its message durable. Batches lock
+// threads in id order and memberships in (thread, user) order, the orders every other
+// multi-row writer uses (Ack), so they do not deadlock.
 //
-// Each thread's messages always go to the same committer (by a hash of the thread id).
+// Each thread's messages always go to the same shard (by a hash of the thread id).
 // Committers that shared one queue took a busy thread's messages one or two at a time
 // and then queued on that thread's row lock behind each other, one commit per batch of
-// one: a 100-member thread topped out near 700 messages a second. With one committer
-// per thread, what arrives while a batch commits is the next batch, so batches grow
-// with the load instead of the lock queue.
+// one: a 100-member thread topped out near 700 messages a second. With one shard per
+// thread, what arrives while a batch commits is the next batch, so batches grow with
+// the load instead of the lock queue.
+//
+// There are no committer goroutines: the sender that finds its shard idle commits on
+// its own goroutine (the leader), so a lone send crosses no goroutine hand-off. Senders
+// that arrive meanwhile queue; when the leader's batch is done it answers its batch and
+// hands the lead to the oldest waiting sender, whose batch is everything queued by then.
 type committer struct {
-	db    *DB
-	in    []chan *sendReq
-	max   int
-	log   *slog.Logger
-	wg    sync.WaitGroup
-	close chan struct{}
-	once  sync.Once
+	db     *DB
+	shards []commitShard
+	max    int
+	log    *slog.Logger
+
+	mu       sync.Mutex // guards closed; inflight counts submits in progress
+	closed   bool
+	inflight sync.WaitGroup
+}
+
+// commitShard is one thread shard's queue. busy is true while some sender leads it;
+// then every request in q is waiting for a lead or an answer.
+type commitShard struct {
+	mu   sync.Mutex
+	busy bool
+	q    []*sendReq
 }
 
 type sendReq struct {
 	ctx  context.Context
 	m    chat.NewMessage
-	done chan sendRes // buffered 1
+	done chan sendRes // buffered 1: the lead, then (or only) the answer
 }
 
 type sendRes struct {
-	st  chat.Stored
-	err error
+	st   chat.Stored
+	err  error
+	lead bool // not an answer: commit the next batch, then wait for the answer
 }
 
-func newCommitter(db *DB, workers, maxBatch int, log *slog.Logger) *committer {
-	c := &committer{db: db, in: make([]chan *sendReq, workers), max: maxBatch, log: log, close: make(chan struct{})}
-	for i := range c.in {
-		c.in[i] = make(chan *sendReq, 4*maxBatch)
-		c.wg.Add(1)
-		go c.run(c.in[i])
-	}
-	return c
+func newCommitter(db *DB, shards, maxBatch int, log *slog.Logger) *committer {
+	return &committer{db: db, shards: make([]commitShard, shards), max: maxBatch, log: log}
 }
 
-// shard picks the committer of a thread (FNV-1a of its id).
-func (c *committer) shard(threadID string) chan *sendReq {
+// stop refuses new sends and waits for those in progress; safe to call again.
+func (c *committer) stop() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.inflight.Wait()
+}
+
+// shard picks the shard of a thread (FNV-1a of its id).
+func (c *committer) shard(threadID string) *commitShard {
 	h := uint32(2166136261)
 	for i := 0; i < len(threadID); i++ {
 		h = (h ^ uint32(threadID[i])) * 16777619
 	}
-	return c.in[h%uint32(len(c.in))]
+	return &c.shards[h%uint32(len(c.shards))]
 }
 
-// stop ends the committers once; safe to call again.
-func (c *committer) stop() {
-	c.once.Do(func() { close(c.close) })
-	c.wg.Wait()
-}
-
-// submit hands m to the committers and waits for its commit. Once a request is taken
-// into a batch its outcome is awaited even if ctx ends, so a sender is never told
-// "unavailable" about a message that then commits.
+// submit stores m in a batch and returns after its commit. Once queued, a request's
+// outcome is awaited even if ctx ends (a batch drops requests whose context ended
+// before its transaction starts), so a sender is never told "unavailable" about a
+// message that then commits.
 func (c *committer) submit(ctx context.Context, m chat.NewMessage) (chat.Stored, error) {
-	r := &sendReq{ctx: ctx, m: m, done: make(chan sendRes, 1)}
-	select {
-	case c.shard(m.ThreadID) <- r:
-	case <-ctx.Done():
-		return chat.Stored{}, ctx.Err()
-	case <-c.close:
+	if err := ctx.Err(); err != nil {
+		return chat.Stored{}, err
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
 		return chat.Stored{}, errCommitterClosed
 	}
-	select {
-	case res := <-r.done:
-		return res.st, res.err
-	case <-c.close:
-		// The committers finish the batch they hold and exit; a request still queued
-		// would never be answered, so wait for them and then look.
-		c.wg.Wait()
-		select {
-		case res := <-r.done:
-			return res.st, res.err
-		default:
-			return chat.Stored{}, errCommitterClosed
-		}
-	}
-}
+	c.inflight.Add(1)
+	c.mu.Unlock()
+	defer c.inflight.Done()
 
-// errCommitterClosed answers a send made after (or queued at) Close.
-var errCommitterClosed = errors.New("postgres: the store is closed")
-
-func (c *committer) run(in <-chan *sendReq) {
-	defer c.wg.Done()
-	batch := make([]*sendReq, 0, c.max)
+	sh := c.shard(m.ThreadID)
+	r := &sendReq{ctx: ctx, m: m, done: make(chan sendRes, 1)}
+	sh.mu.Lock()
+	sh.q = append(sh.q, r)
+	lead := !sh.busy
+	sh.busy = true
+	sh.mu.Unlock()
 	for {
-		batch = batch[:0]
-		select {
-		case r := <-in:
-			batch = append(batch, r)
-		case <-c.close:
-			return
+		if lead {
+			c.lead(sh)
 		}
-	fill:
-		for len(batch) < c.max {
-			select {
-			case r := <-in:
-				batch = append(batch, r)
-			default:
-				break fill
-			}
+		res := <-r.done
+		if !res.lead {
+			return res.st, res.err
 		}
-		c.commit(batch)
+		lead = true
 	}
 }
+
+// lead commits the oldest queued requests (the leader's own among them) and passes the
+// lead on, or marks the shard idle.
+func (c *committer) lead(sh *commitShard) {
+	sh.mu.Lock()
+	n := min(len(sh.q), c.max)
+	batch := make([]*sendReq, n)
+	copy(batch, sh.q)
+	clear(sh.q[:n])
+	sh.q = sh.q[n:]
+	if len(sh.q) == 0 {
+		sh.q = nil // let a burst's backing array go
+	}
+	sh.mu.Unlock()
+
+	c.commit(batch)
+
+	sh.mu.Lock()
+	if len(sh.q) == 0 {
+		sh.busy = false
+		sh.mu.Unlock()
+		return
+	}
+	next := sh.q[0]
+	sh.mu.Unlock()
+	next.done <- sendRes{lead: true}
+}
+
+// errCommitterClosed answers a send made after Close.
+var errCommitterClosed = errors.New("postgres: the store is closed")
 
 // commit stores one batch. Requests whose caller already gave up are dropped before
 // the transaction starts.

@@ -45,8 +45,9 @@ type Config struct {
 	// ConnMaxIdleTime closes connections idle this long (default 5m).
 	ConnMaxIdleTime time.Duration
 	// DisableGroupCommit stores every message in its own transaction. By default
-	// PostgreSQL stores concurrent senders' messages together (Committers transactions
-	// at once, up to MaxBatch messages each); SQLite never does.
+	// PostgreSQL stores concurrent senders' messages together (threads hashed over
+	// Committers shards, one transaction at a time per shard, up to MaxBatch messages
+	// each); SQLite never does.
 	DisableGroupCommit bool
 	Committers         int // default 4
 	MaxBatch           int // default 64
