@@ -398,6 +398,7 @@ func (d *Deliverer) DeliverMessage(ctx context.Context, msg chat.Message, recipi
 		t = time.Now()
 		msgJSON, _ := json.Marshal(&msg)
 		calls := make([]*call, 0, len(groups))
+		var inline *call
 		for hostID, rs := range groups {
 			h, ok := d.host(hostID)
 			if !ok {
@@ -409,11 +410,20 @@ func (d *Deliverer) DeliverMessage(ctx context.Context, msg chat.Message, recipi
 			}
 			body := appendDeliverBody(make([]byte, 0, len(msgJSON)+40+len(rs)*110), msgJSON, rs)
 			c := &call{ctx: ctx, host: h, path: PathDeliver, body: body, result: make(chan callResult, 1)}
-			if d.submit(c) {
+			if inline == nil {
+				// One call is made on this goroutine, which would only wait anyway: a
+				// message to one other host (every one-to-one message) then crosses no
+				// goroutine hand-off to a worker and back.
+				inline = c
+				calls = append(calls, c)
+			} else if d.submit(c) {
 				calls = append(calls, c)
 			} else {
 				d.missed(msg, h.HostID, fmt.Errorf("deliver queue full"))
 			}
+		}
+		if inline != nil {
+			inline.result <- d.do(inline)
 		}
 		var gone []chat.Connection
 		for _, c := range calls {
