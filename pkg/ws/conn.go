@@ -24,26 +24,34 @@ const (
 )
 
 // outFrame is one queued frame. Broadcast frames are shared by every socket they go to
-// (encoded and prepared once); the queue holds pointers so an idle socket's queue costs
-// a few KiB.
+// (encoded once); the queue holds pointers so an idle socket's queue costs a few words.
+//
+// The bytes are written with WriteMessage, which copies them into a write buffer
+// borrowed from the upgrader's pool, rather than with a websocket.PreparedMessage:
+// without compression, preparing saves a socket no more than that copy, and it builds
+// each message's frame on a throwaway connection with a 4 KiB buffer (some 5 KiB of
+// garbage for every hello, sent or error frame, each of which goes to one socket).
 type outFrame struct {
-	pm   *websocket.PreparedMessage
+	data []byte
 	kind string // frame type, for metrics
 }
 
+// The frames that are the same for every socket.
+var (
+	syncedOut = newFrame("synced", syncedFrame)
+	pongOut   = newFrame("pong", pongFrame)
+)
+
 func newFrame(kind string, data []byte) *outFrame {
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, data)
-	if err != nil { // only fails for compression settings we never use
-		panic(err)
-	}
-	return &outFrame{pm: pm, kind: kind}
+	return &outFrame{data: data, kind: kind}
 }
 
-// Conn is one client socket: one reader goroutine (run) and one writer goroutine
-// (writeLoop), a bounded send queue, and the per-thread position that keeps live
-// messages in seq order.
+// Conn is one client socket: a reader goroutine (for as long as the socket is open), a
+// writer goroutine only while frames go out (see queue), a timer for pings, a bounded
+// send queue, and the per-thread position that keeps live messages in seq order.
+// Everything else is made on first use, so that an idle socket stays small.
 //
-// Lock order: Hub shard lock, then Conn.mu; never the other way.
+// Lock order: Hub shard lock, then Conn.mu, then the queue's lock; never the other way.
 type Conn struct {
 	hub     *Hub
 	ws      *websocket.Conn
@@ -51,11 +59,16 @@ type Conn struct {
 	user    chat.User
 	sess    chat.Session
 	since   time.Time
-	q       *queue
+	q       queue
 	done    chan struct{}
 	closing sync.Once
-	// cancel ends the context the socket's requests run under; Close calls it.
-	cancel context.CancelFunc
+	// Guarded by q.mu, and released by Close: the timer that pings the client every
+	// PingInterval (see ping), and the cancel functions of the contexts catch-up and
+	// the client's requests run under. Those contexts are made when needed and
+	// dropped after, so an idle socket holds none.
+	pinger      *time.Timer
+	setupCancel context.CancelFunc
+	reqCancel   context.CancelFunc
 
 	typing *rate.Limiter
 	badAt  []time.Time // times of recent bad frames, for the 1008 rule
@@ -100,14 +113,12 @@ func (c *Conn) Info() chat.Connection {
 // enqueue queues a live frame without ever waiting: a socket whose queue is full is too
 // slow and is closed with 1013, so one slow reader never holds up the sender.
 func (c *Conn) enqueue(f *outFrame) bool {
-	select {
-	case <-c.done:
-		return false
-	default:
-	}
-	if c.q.push(f) {
+	switch c.push(f) {
+	case pushed:
 		c.hub.metrics.FramesOut.WithLabelValues(f.kind).Inc()
 		return true
+	case pushClosed:
+		return false
 	}
 	c.hub.metrics.SlowClosed.Inc()
 	c.hub.log.Info("socket too slow, closing", "conn_id", c.id, "user_id", c.user.ID, "queued", c.q.max)
@@ -115,20 +126,27 @@ func (c *Conn) enqueue(f *outFrame) bool {
 	return false
 }
 
+// push queues f and starts the writer when none runs.
+func (c *Conn) push(f *outFrame) pushResult {
+	res, start := c.q.push(f)
+	if start {
+		go c.writeLoop()
+	}
+	return res
+}
+
 // enqueueWait queues a frame, waiting for room: catch-up pushes pages this way so a
 // large backlog flows at the client's pace instead of overflowing the queue.
 func (c *Conn) enqueueWait(ctx context.Context, f *outFrame) bool {
 	for {
-		select {
-		case <-c.done:
-			return false
-		default:
-		}
-		if c.q.push(f) {
+		switch c.push(f) {
+		case pushed:
 			c.hub.metrics.FramesOut.WithLabelValues(f.kind).Inc()
 			return true
+		case pushClosed:
+			return false
 		}
-		if !c.q.waitRoom(ctx, c.done) {
+		if !c.q.waitBelow(ctx, c.done, c.q.max-1) {
 			return false
 		}
 	}
@@ -137,21 +155,26 @@ func (c *Conn) enqueueWait(ctx context.Context, f *outFrame) bool {
 // waitQueueBelow blocks until at most n frames wait: catch-up leaves room this way for
 // what the socket's own requests bring (sent, pong, errors), which is never waited for.
 func (c *Conn) waitQueueBelow(ctx context.Context, n int) bool {
-	for c.q.len() > n {
-		if !c.q.waitRoom(ctx, c.done) {
-			return false
-		}
-	}
-	return true
+	return c.q.waitBelow(ctx, c.done, n)
 }
 
 // Close writes a close frame with code (1 s deadline) and ends the connection. Safe to
 // call from any goroutine, any number of times.
 func (c *Conn) Close(code int, reason string) {
 	c.closing.Do(func() {
+		c.q.mu.Lock()
+		c.q.closeLocked()
+		pinger, setup, req := c.pinger, c.setupCancel, c.reqCancel
+		c.pinger, c.setupCancel, c.reqCancel = nil, nil, nil
+		c.q.mu.Unlock()
 		close(c.done)
-		if c.cancel != nil {
-			c.cancel()
+		if pinger != nil {
+			pinger.Stop()
+		}
+		for _, cancel := range []context.CancelFunc{setup, req} {
+			if cancel != nil {
+				cancel()
+			}
 		}
 		c.hub.metrics.Closes.WithLabelValues(strconv.Itoa(code)).Inc()
 		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(closeWriteWait))
@@ -159,45 +182,125 @@ func (c *Conn) Close(code int, reason string) {
 	})
 }
 
-// writeLoop is the only goroutine that writes data frames to the socket.
+// startPings arms the ping timer. A timer rather than a ticker in the writer, so that
+// an idle socket needs no goroutine between pings.
+func (c *Conn) startPings() {
+	c.q.mu.Lock()
+	defer c.q.mu.Unlock()
+	if !c.q.closed {
+		c.pinger = time.AfterFunc(c.hub.cfg.PingInterval, c.ping)
+	}
+}
+
+// ping runs on the timer's goroutine. WriteControl may run beside the writer's data
+// frames (gorilla allows it), so a ping needs no writer.
+func (c *Conn) ping() {
+	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+		c.Close(websocket.CloseGoingAway, "")
+		return
+	}
+	// Under the queue's lock, so that a Close in between (which stops the timer)
+	// is not undone.
+	c.q.mu.Lock()
+	if c.pinger != nil {
+		c.pinger.Reset(c.hub.cfg.PingInterval)
+	}
+	c.q.mu.Unlock()
+}
+
+// newContext returns a context that Close cancels, keeping its cancel function in
+// *slot (under q.mu); endContext cancels it and lets it go.
+func (c *Conn) newContext(slot *context.CancelFunc) context.Context {
+	ctx, cancel := context.WithCancel(context.Background()) //nolint:gosec // kept in *slot, called by endContext or Close
+	c.q.mu.Lock()
+	defer c.q.mu.Unlock()
+	if c.q.closed {
+		cancel()
+	} else {
+		*slot = cancel
+	}
+	return ctx
+}
+
+// endContext cancels the context newContext kept in *slot, if Close has not.
+func (c *Conn) endContext(slot *context.CancelFunc) {
+	c.q.mu.Lock()
+	cancel := *slot
+	*slot = nil
+	c.q.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// writeLoop writes data frames until the queue stays empty for writerLinger or the
+// socket closes; only one runs at a time per socket (queue.push sees to it).
 func (c *Conn) writeLoop() {
-	ping := time.NewTicker(c.hub.cfg.PingInterval)
-	defer ping.Stop()
 	var batch []*outFrame
+	var linger *time.Timer
+	defer func() {
+		if linger != nil {
+			linger.Stop()
+		}
+	}()
+	c.q.mu.Lock()
+	wake := c.q.wake
+	c.q.mu.Unlock()
 	for {
-		select {
-		case <-c.q.wake:
-			batch = c.q.take(batch[:0])
-			for _, f := range batch {
-				start := time.Now()
-				_ = c.ws.SetWriteDeadline(start.Add(writeWait))
-				err := c.ws.WritePreparedMessage(f.pm)
-				c.hub.stageWrite.Observe(time.Since(start).Seconds())
-				if err != nil {
-					if !errors.Is(err, websocket.ErrCloseSent) {
-						c.hub.metrics.SlowClosed.Inc()
-						c.Close(CloseTooSlow, "write failed")
-					}
+		batch = c.q.take(batch[:0])
+		if len(batch) == 0 {
+			if linger == nil {
+				linger = time.NewTimer(c.hub.linger)
+			} else {
+				linger.Reset(c.hub.linger)
+			}
+			select {
+			case <-wake:
+				continue
+			case <-linger.C:
+				if c.q.stopIfEmpty() {
 					return
 				}
-			}
-			clear(batch)
-			if cap(batch) > 64 {
-				batch = nil
-			}
-		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
-				c.Close(websocket.CloseGoingAway, "")
+				continue
+			case <-c.done:
+				c.q.stopIfEmpty()
 				return
 			}
-		case <-c.done:
+		}
+		opened := false
+		for _, f := range batch {
+			opened = opened || f == syncedOut
+			start := time.Now()
+			_ = c.ws.SetWriteDeadline(start.Add(writeWait))
+			err := c.ws.WriteMessage(websocket.TextMessage, f.data)
+			c.hub.stageWrite.Observe(time.Since(start).Seconds())
+			if err != nil {
+				if !errors.Is(err, websocket.ErrCloseSent) {
+					c.hub.metrics.SlowClosed.Inc()
+					c.Close(CloseTooSlow, "write failed")
+				}
+				// The queue is closed (or closing): no writer starts again.
+				return
+			}
+		}
+		clear(batch)
+		if cap(batch) > 64 {
+			batch = nil
+		}
+		// `synced` ends the opening exchange; most sockets then stay quiet for a
+		// while, so the writer ends now rather than linger. A socket that gets
+		// traffic starts a writer again, which lingers.
+		if opened && c.q.stopIfEmpty() {
 			return
 		}
 	}
 }
 
-// readLoop reads frames until the socket fails or closes.
-func (c *Conn) readLoop(ctx context.Context) {
+// readLoop reads frames until the socket fails or closes. The context requests run
+// under is made with the first request, so a socket that only listens has none.
+func (c *Conn) readLoop() {
+	var ctx context.Context
+	defer c.endContext(&c.reqCancel)
 	h := c.hub
 	c.ws.SetReadLimit(int64(h.cfg.FrameBytes))
 	_ = c.ws.SetReadDeadline(time.Now().Add(h.cfg.PongTimeout))
@@ -237,6 +340,9 @@ func (c *Conn) readLoop(ctx context.Context) {
 			continue
 		}
 		h.metrics.FramesIn.WithLabelValues(f.Type).Inc()
+		if ctx == nil {
+			ctx = c.newContext(&c.reqCancel)
+		}
 		h.handle(ctx, c, f)
 	}
 }
@@ -266,15 +372,7 @@ const (
 )
 
 func (c *Conn) sendError(ref, code, msg string) {
-	c.enqueue(&outFrame{pm: mustPrepare(encode(errorFrame{Type: "error", Ref: ref, Code: code, Message: msg})), kind: "error"})
-}
-
-func mustPrepare(b []byte) *websocket.PreparedMessage {
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, b)
-	if err != nil {
-		panic(err)
-	}
-	return pm
+	c.enqueue(newFrame("error", encode(errorFrame{Type: "error", Ref: ref, Code: code, Message: msg})))
 }
 
 // deliverLive queues a live message (frame f, shared) in seq order. A message that
@@ -284,9 +382,7 @@ func (c *Conn) deliverLive(m *chat.Message, f *outFrame) (gapFrom int64, ok bool
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.syncing {
-		if m.Seq > c.pending[m.ThreadID] {
-			c.pending[m.ThreadID] = m.Seq
-		}
+		c.notePendingLocked(m.ThreadID, m.Seq)
 		return 0, true
 	}
 	last, known := c.lastSeq[m.ThreadID]
@@ -306,6 +402,18 @@ func (c *Conn) deliverLive(m *chat.Message, f *outFrame) (gapFrom int64, ok bool
 	default:
 		return last, false
 	}
+}
+
+// notePendingLocked records, during catch-up, that the thread has seq for catch-up to
+// fetch.
+func (c *Conn) notePendingLocked(threadID string, seq int64) {
+	if seq <= c.pending[threadID] {
+		return
+	}
+	if c.pending == nil {
+		c.pending = map[string]int64{}
+	}
+	c.pending[threadID] = seq
 }
 
 // noteSent moves the thread's position past this socket's own message, answered with
@@ -416,8 +524,8 @@ func (c *Conn) queueInOrder(threadID string, msgs []chat.Message) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.syncing {
-		if n := len(msgs); n > 0 && msgs[n-1].Seq > c.pending[threadID] {
-			c.pending[threadID] = msgs[n-1].Seq
+		if n := len(msgs); n > 0 {
+			c.notePendingLocked(threadID, msgs[n-1].Seq)
 		}
 		return
 	}

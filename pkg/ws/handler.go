@@ -3,6 +3,8 @@ package ws
 import (
 	"context"
 
+	"golang.org/x/time/rate"
+
 	"github.com/switchboard-chat/switchboard/pkg/chat"
 )
 
@@ -19,7 +21,7 @@ func (h *Hub) handle(ctx context.Context, c *Conn, f *InFrame) {
 	case "typing":
 		h.handleTyping(ctx, c, f)
 	case "ping":
-		c.enqueue(&outFrame{pm: mustPrepare(pongFrame), kind: "pong"})
+		c.enqueue(pongOut)
 	}
 }
 
@@ -91,6 +93,9 @@ func (h *Hub) handleSync(ctx context.Context, c *Conn, f *InFrame) {
 }
 
 func (h *Hub) handleTyping(ctx context.Context, c *Conn, f *InFrame) {
+	if c.typing == nil { // only the reader goroutine gets here
+		c.typing = rate.NewLimiter(rate.Limit(h.cfg.TypingRate), int(max(1, h.cfg.TypingRate)))
+	}
 	if !c.typing.Allow() {
 		return // the contract drops typing floods silently
 	}

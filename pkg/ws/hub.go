@@ -1,6 +1,6 @@
-// Package ws serves the WebSocket half of the contract: the /ws upgrade, one reader
-// and one writer goroutine per socket, and the Hub that indexes this host's sockets and
-// writes to them in seq order with bounded queues.
+// Package ws serves the WebSocket half of the contract: the /ws upgrade, a reader
+// goroutine per socket and a writer goroutine only while frames go out, and the Hub
+// that indexes this host's sockets and writes to them in seq order with bounded queues.
 package ws
 
 import (
@@ -15,7 +15,6 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
 	"github.com/switchboard-chat/switchboard/pkg/metrics"
@@ -72,6 +71,8 @@ type Hub struct {
 
 	stageWrite prometheus.Observer // the "write" stage: one frame onto the socket
 
+	linger time.Duration // how long an idle writer waits: writerLinger, shorter in tests
+
 	heldMu   sync.Mutex
 	heldBy   map[*Conn]struct{} // sockets holding messages back for a gap
 	draining atomic.Bool
@@ -98,14 +99,15 @@ func NewHub(cfg HubConfig, svc *chat.Service, registry Registry, acks *chat.AckB
 	if cfg.PongTimeout == 0 {
 		cfg.PongTimeout = 60 * time.Second
 	}
-	h := &Hub{cfg: cfg, svc: svc, registry: registry, acks: acks, metrics: m, log: log, stageWrite: m.Stage.WithLabelValues("write")}
+	h := &Hub{cfg: cfg, svc: svc, registry: registry, acks: acks, metrics: m, log: log, stageWrite: m.Stage.WithLabelValues("write"), linger: writerLinger}
 	for i := range h.shards {
 		h.shards[i].users = map[string]map[string]*Conn{}
 	}
 	h.upgrader = websocket.Upgrader{
-		// Small read buffers and a shared write-buffer pool keep an idle socket cheap;
-		// frames are small JSON objects.
-		ReadBufferSize:  1024,
+		// Small read buffers and a shared write-buffer pool keep an idle socket cheap:
+		// frames are small JSON objects, and gorilla reads a frame larger than the
+		// buffer straight into the message.
+		ReadBufferSize:  256,
 		WriteBufferSize: 1024,
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     func(*http.Request) bool { return true }, // checked before Upgrade
@@ -191,7 +193,7 @@ func (h *Hub) Connections() []chat.Connection {
 	return out
 }
 
-// MessageFrame prepares the `message` frame of m once, for every socket it goes to.
+// MessageFrame encodes the `message` frame of m once, for every socket it goes to.
 func MessageFrame(m *chat.Message) *outFrame { return newFrame("message", EncodeMessage(m)) }
 
 // DeliverMessage writes m to the named sockets (or every socket of each user) except
@@ -397,7 +399,7 @@ func (h *Hub) DeliverTyping(threadID, userID string, recipients []chat.Recipient
 			if c.id == exceptConnID || (len(r.ConnIDs) > 0 && !contains(r.ConnIDs, c.id)) {
 				continue
 			}
-			if c.q.push(f) { // a full queue drops the notice rather than the socket
+			if c.push(f) == pushed { // a full queue drops the notice rather than the socket
 				results = append(results, chat.DeliveryResult{UserID: r.UserID, ConnID: c.id, Status: chat.StatusDelivered})
 			}
 		}
@@ -511,28 +513,30 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c := &Conn{
 		hub: h, ws: wsConn, id: chat.NewID(), user: chat.User{ID: sess.UserID, Username: sess.Username},
-		sess: sess, since: time.Now().UTC(), q: newQueue(h.cfg.SendQueue), done: make(chan struct{}),
-		typing:  rate.NewLimiter(rate.Limit(h.cfg.TypingRate), int(max(1, h.cfg.TypingRate))),
-		syncing: true, pending: map[string]int64{}, lastSeq: map[string]int64{},
+		sess: sess, since: time.Now().UTC(), q: queue{max: h.cfg.SendQueue}, done: make(chan struct{}),
+		syncing: true,
 	}
-	// The socket outlives the upgrade request: its requests run under a context of
-	// its own, which Close cancels.
-	ctx, cancel := context.WithCancel(context.Background()) //nolint:gosec // see above
-	c.cancel = cancel
 	h.conns.Add(1)
-	go c.writeLoop()
-	go h.run(ctx, c)
+	c.startPings()
+	go h.start(c)
 }
 
-// run owns a socket from hello to close: it is the socket's reader goroutine.
-func (h *Hub) run(ctx context.Context, c *Conn) {
-	defer h.conns.Done()
-	defer c.cancel()
+// start says hello, registers the socket and runs catch-up, starting the reader once
+// the socket is registered. It runs on a goroutine of its own that ends with catch-up
+// because encoding frames, registering and querying the store need deeper stacks than
+// an idle read: run on the reader, they would grow its stack to 8 KiB, and a stack
+// that is a quarter used is never shrunk, so every idle socket would keep twice the
+// 4 KiB it needs.
+func (h *Hub) start(c *Conn) {
 	c.enqueue(newFrame("hello", encode(helloFrame{Type: "hello", User: c.user, ConnID: c.id, HostID: h.cfg.HostID})))
 	h.add(c)
 	if h.draining.Load() { // lost a race with Drain
 		c.Close(CloseHostShutdown, "host shutting down")
 	}
+	// The socket outlives the upgrade request: catch-up runs under a context of its
+	// own, which Close cancels.
+	ctx := c.newContext(&c.setupCancel)
+	defer c.endContext(&c.setupCancel)
 	// Presence first, then catch-up: a send that commits after our read looks us up
 	// after we registered, so every message reaches this socket one way or the other.
 	rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
@@ -540,10 +544,14 @@ func (h *Hub) run(ctx context.Context, c *Conn) {
 		h.log.Warn("register presence", "conn_id", c.id, "err", err)
 	}
 	rcancel()
-	go func() {
-		h.catchUp(ctx, c)
-	}()
-	c.readLoop(ctx)
+	go h.read(c)
+	h.catchUp(ctx, c)
+}
+
+// read is the socket's reader goroutine; when the socket is done it unregisters it.
+func (h *Hub) read(c *Conn) {
+	defer h.conns.Done()
+	c.readLoop()
 	c.Close(websocket.CloseNormalClosure, "")
 	h.remove(c)
 	h.registry.Unregister(c.Info())
@@ -581,12 +589,11 @@ func (h *Hub) catchUp(ctx context.Context, c *Conn) {
 				behind[t] = s
 			}
 		}
-		c.pending = map[string]int64{}
+		c.pending = nil
 		if behind == nil {
 			c.lastSeq = pos
 			c.syncing = false
-			c.pending = nil
-			c.enqueue(&outFrame{pm: mustPrepare(syncedFrame), kind: "synced"})
+			c.enqueue(syncedOut)
 			c.mu.Unlock()
 			return
 		}
