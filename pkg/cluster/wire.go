@@ -139,9 +139,10 @@ func objectEnd(s string) (int, bool) {
 		c := s[i]
 		switch {
 		case inStr:
-			if c == '\\' {
+			switch c {
+			case '\\':
 				i++
-			} else if c == '"' {
+			case '"':
 				inStr = false
 			}
 		case c == '"':

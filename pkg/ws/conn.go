@@ -55,6 +55,7 @@ func newFrame(kind string, data []byte) *outFrame {
 type Conn struct {
 	hub     *Hub
 	ws      *websocket.Conn
+	cork    *corkConn // ws's connection; nil if the upgrade did not go through corkWriter
 	id      string
 	user    chat.User
 	sess    chat.Session
@@ -268,13 +269,23 @@ func (c *Conn) writeLoop() {
 			}
 		}
 		opened := false
+		// Several frames waiting go to the kernel in one write (see corkConn).
+		corked := len(batch) > 1 && c.cork != nil && corking.Load()
+		if corked {
+			c.cork.cork()
+		}
+		start := time.Now()
+		_ = c.ws.SetWriteDeadline(start.Add(writeWait))
 		for _, f := range batch {
 			opened = opened || f == syncedOut
-			start := time.Now()
-			_ = c.ws.SetWriteDeadline(start.Add(writeWait))
 			err := c.ws.WriteMessage(websocket.TextMessage, f.data)
-			c.hub.stageWrite.Observe(time.Since(start).Seconds())
+			if err == nil && corked && f == batch[len(batch)-1] {
+				err = c.cork.uncork()
+			}
 			if err != nil {
+				if corked {
+					_ = c.cork.uncork()
+				}
 				if !errors.Is(err, websocket.ErrCloseSent) {
 					c.hub.metrics.SlowClosed.Inc()
 					c.Close(CloseTooSlow, "write failed")
@@ -282,6 +293,11 @@ func (c *Conn) writeLoop() {
 				// The queue is closed (or closing): no writer starts again.
 				return
 			}
+		}
+		// Per frame: a corked batch's cost is shared by its frames.
+		per := time.Since(start).Seconds() / float64(len(batch))
+		for range batch {
+			c.hub.stageWrite.Observe(per)
 		}
 		clear(batch)
 		if cap(batch) > 64 {

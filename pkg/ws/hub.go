@@ -106,9 +106,11 @@ func NewHub(cfg HubConfig, svc *chat.Service, registry Registry, acks *chat.AckB
 	h.upgrader = websocket.Upgrader{
 		// Small read buffers and a shared write-buffer pool keep an idle socket cheap:
 		// frames are small JSON objects, and gorilla reads a frame larger than the
-		// buffer straight into the message.
+		// buffer straight into the message. Write buffers are only held during a write,
+		// so they can be large enough that a message of the largest body goes out as one
+		// frame rather than in 1 KiB fragments.
 		ReadBufferSize:  256,
-		WriteBufferSize: 1024,
+		WriteBufferSize: 8192,
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     func(*http.Request) bool { return true }, // checked before Upgrade
 	}
@@ -507,12 +509,13 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusTooManyRequests, chat.ERateLimited, "too many open sockets for this user")
 		return
 	}
-	wsConn, err := h.upgrader.Upgrade(w, r, nil)
+	cw := &corkWriter{ResponseWriter: w}
+	wsConn, err := h.upgrader.Upgrade(cw, r, nil)
 	if err != nil {
 		return // the upgrader has answered
 	}
 	c := &Conn{
-		hub: h, ws: wsConn, id: chat.NewID(), user: chat.User{ID: sess.UserID, Username: sess.Username},
+		hub: h, ws: wsConn, cork: cw.conn, id: chat.NewID(), user: chat.User{ID: sess.UserID, Username: sess.Username},
 		sess: sess, since: time.Now().UTC(), q: queue{max: h.cfg.SendQueue}, done: make(chan struct{}),
 		syncing: true,
 	}

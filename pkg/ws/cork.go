@@ -1,0 +1,125 @@
+package ws
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+)
+
+// corking is on outside benchmarks that measure what it saves.
+var corking atomic.Bool
+
+func init() { corking.Store(true) }
+
+// corkConn lets the writer hand several frames to the kernel in one write. gorilla
+// writes each frame straight to the connection, one syscall per frame; under load a
+// socket's writer wakes up to several queued frames (a busy thread's messages, acks'
+// answers), and one write per frame made the socket writes the largest share of a
+// host's CPU when fanning out. While corked, frames gather in a pooled buffer that
+// uncork writes at once; uncorked, writes go straight through, so a lone frame is not
+// copied and an idle socket holds no buffer.
+//
+// gorilla serialises its writes (data and control frames) under its own lock, so the
+// buffer sees one writer at a time; mu only keeps cork, uncork and Close consistent
+// with a control frame written from another goroutine meanwhile.
+type corkConn struct {
+	net.Conn
+	mu     sync.Mutex
+	corked bool
+	buf    *[]byte
+}
+
+// corkLimit is how much a corked socket gathers before it writes anyway.
+const corkLimit = 64 << 10
+
+var corkBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// Write implements net.Conn.
+func (c *corkConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if !c.corked {
+		c.mu.Unlock()
+		return c.Conn.Write(p)
+	}
+	defer c.mu.Unlock()
+	if len(*c.buf)+len(p) > corkLimit {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+		if len(p) > corkLimit {
+			return c.Conn.Write(p)
+		}
+	}
+	*c.buf = append(*c.buf, p...)
+	return len(p), nil
+}
+
+// cork starts gathering writes.
+func (c *corkConn) cork() {
+	c.mu.Lock()
+	if !c.corked {
+		c.corked = true
+		b, ok := corkBufs.Get().(*[]byte)
+		if !ok {
+			nb := make([]byte, 0, 16<<10)
+			b = &nb
+		}
+		c.buf = b
+	}
+	c.mu.Unlock()
+}
+
+// uncork writes what was gathered, under the write deadline last set, and goes back to
+// writing straight through.
+func (c *corkConn) uncork() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.corked {
+		return nil
+	}
+	err := c.flushLocked()
+	c.corked = false
+	if cap(*c.buf) <= corkLimit {
+		corkBufs.Put(c.buf)
+	}
+	c.buf = nil
+	return err
+}
+
+func (c *corkConn) flushLocked() error {
+	if len(*c.buf) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(*c.buf)
+	*c.buf = (*c.buf)[:0]
+	return err
+}
+
+// Close writes what is gathered (a close frame written while corked among it), then
+// closes the connection.
+func (c *corkConn) Close() error {
+	_ = c.uncork()
+	return c.Conn.Close()
+}
+
+// corkWriter hands the upgrader a corkConn instead of the bare hijacked connection.
+type corkWriter struct {
+	http.ResponseWriter
+	conn *corkConn
+}
+
+// Hijack implements http.Hijacker.
+func (w *corkWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, http.ErrNotSupported
+	}
+	conn, brw, err := h.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	w.conn = &corkConn{Conn: conn}
+	return w.conn, brw, nil
+}
