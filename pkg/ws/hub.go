@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -292,14 +293,39 @@ func (h *Hub) Run(ctx context.Context) {
 			cs = append(cs, c)
 		}
 		h.heldMu.Unlock()
+		// One read per thread serves every socket held on it: when a busy thread's
+		// messages overtake each other on the way to this host, every member's socket
+		// here has the same gap, and a query per socket multiplied the store's load
+		// exactly when it was already behind.
+		type want struct {
+			c    *Conn
+			last int64
+		}
+		fills := map[string][]want{}
+		upTos := map[string]int64{}
 		for _, c := range cs {
-			gaps := c.heldGaps(gapWait)
-			for threadID, upTo := range gaps {
+			for threadID, upTo := range c.heldGaps(gapWait) {
 				last, _ := c.position(threadID)
-				fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				h.fill(fctx, c, threadID, last, upTo)
-				cancel()
+				fills[threadID] = append(fills[threadID], want{c, last})
+				upTos[threadID] = max(upTos[threadID], upTo)
 			}
+		}
+		for threadID, ws := range fills {
+			from := ws[0].last
+			for _, w := range ws {
+				from = min(from, w.last)
+			}
+			fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			msgs := h.fetchRange(fctx, threadID, from, upTos[threadID])
+			cancel()
+			for _, w := range ws {
+				i := sort.Search(len(msgs), func(i int) bool { return msgs[i].Seq > w.last })
+				if i < len(msgs) {
+					w.c.queueInOrder(threadID, msgs[i:])
+				}
+			}
+		}
+		for _, c := range cs {
 			c.mu.Lock()
 			empty := c.heldN == 0
 			c.mu.Unlock()
@@ -315,6 +341,25 @@ func (h *Hub) Run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// fetchRange reads a thread's messages (from, upTo] from the store, in pages; on an
+// error it returns what it has (the next tick tries again).
+func (h *Hub) fetchRange(ctx context.Context, threadID string, from, upTo int64) []chat.Message {
+	var out []chat.Message
+	for from < upTo {
+		msgs, _, err := h.svc.Store.MessagesAfter(ctx, threadID, from, upTo, chat.MaxPage)
+		if err != nil {
+			h.log.Warn("fill gap", "thread_id", threadID, "err", err)
+			return out
+		}
+		if len(msgs) == 0 {
+			return out
+		}
+		out = append(out, msgs...)
+		from = msgs[len(msgs)-1].Seq
+	}
+	return out
 }
 
 // fill queues the thread's messages (from, upTo] to c from the store: the path taken
