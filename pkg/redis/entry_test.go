@@ -2,6 +2,8 @@ package redis
 
 import (
 	"encoding/json"
+	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 )
@@ -59,4 +61,32 @@ func FuzzDecodeEntry(f *testing.F) {
 			t.Fatalf("%q: scanner %+v, encoding/json %+v", s, e, want)
 		}
 	})
+}
+
+// TestParseUTCMatchesTimeParse: the fast path reads the timestamps we write exactly as
+// time.Parse does, and declines anything unusual.
+func TestParseUTCMatchesTimeParse(t *testing.T) {
+	for _, s := range []string{
+		"2026-11-26T18:01:02Z", "2026-11-26T18:01:02.5Z", "2026-11-26T18:01:02.123456789Z",
+		"2024-02-29T00:00:00.000001Z", "2026-04-31T00:00:00Z", "2026-13-01T00:00:00Z",
+		"2026-11-26T18:01:02.Z", "2026-11-26T18:01:02.1234567891Z", "2026-11-26T18:01:02+01:00",
+		"2026-11-26 18:01:02Z", "2026-11-26T24:00:00Z", "2026-11-26T18:60:00Z", "0000-01-01T00:00:00Z",
+	} {
+		want, err := time.Parse(time.RFC3339Nano, s)
+		got, ok := parseUTC(s)
+		if ok && (err != nil || !got.Equal(want)) {
+			t.Errorf("%s: fast path %v, time.Parse %v, %v", s, got, want, err)
+		}
+		if !ok && err == nil && strings.HasSuffix(s, "Z") && len(s) <= 30 && s != "2026-11-26T18:01:02.Z" {
+			t.Errorf("%s: fast path declined a timestamp in the form we write", s)
+		}
+	}
+	for range 1000 {
+		ts := time.Unix(0, rand.Int64N(1<<62)).UTC()
+		s := ts.Format(time.RFC3339Nano)
+		got, ok := parseUTC(s)
+		if !ok || !got.Equal(ts) {
+			t.Fatalf("%s: fast path %v, %v; want %v", s, got, ok, ts)
+		}
+	}
 }

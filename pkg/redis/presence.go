@@ -162,6 +162,13 @@ func (s *Store) Lookup(ctx context.Context, userIDs []string) (map[string][]chat
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("look up presence of %d users: %w", len(userIDs), err)
 	}
+	// One backing array for every user's entries: a 100-member lookup made a hundred
+	// small slices.
+	total := 0
+	for _, c := range cmds {
+		total += len(c.Val())
+	}
+	backing := make([]chat.Connection, 0, total)
 	for i, u := range userIDs {
 		vals := cmds[i].Val()
 		if len(vals) == 0 {
@@ -170,15 +177,16 @@ func (s *Store) Lookup(ctx context.Context, userIDs []string) (map[string][]chat
 		if _, dup := out[u]; dup {
 			continue
 		}
-		conns := make([]chat.Connection, 0, len(vals))
+		start := len(backing)
 		for _, val := range vals {
 			e, err := decodeEntry(val)
 			if err != nil || e.ConnID == "" {
 				s.log.Debug("skip undecodable presence entry", "user", u, "err", err)
 				continue
 			}
-			conns = append(conns, chat.Connection{UserID: u, HostID: e.HostID, ConnID: e.ConnID, Since: e.Since, Instance: e.Instance})
+			backing = append(backing, chat.Connection{UserID: u, HostID: e.HostID, ConnID: e.ConnID, Since: e.Since, Instance: e.Instance})
 		}
+		conns := backing[start:len(backing):len(backing)] // full slice: an append by the caller copies
 		if len(conns) == 0 {
 			continue
 		}
