@@ -217,6 +217,9 @@ func (d *DB) createMessages(ctx context.Context, batch []*sendReq) ([]sendRes, e
 	defer rows.Close()
 	res := make([]sendRes, n)
 	var repeats []int
+	// A thread's members come with its first created row of the batch (migration 0004);
+	// its later rows share that list.
+	membersOf := map[string][]string{}
 	for rows.Next() {
 		var (
 			idx            int
@@ -233,7 +236,10 @@ func (d *DB) createMessages(ctx context.Context, batch []*sendReq) ([]sendRes, e
 		m := batch[i].m
 		switch state {
 		case "created":
-			res[i] = sendRes{st: chat.Stored{Created: true, Members: strings.Split(members, ","), Message: chat.Message{
+			if members != "" {
+				membersOf[m.ThreadID] = strings.Split(members, ",")
+			}
+			res[i] = sendRes{st: chat.Stored{Created: true, Message: chat.Message{
 				ID: ids[i], ThreadID: m.ThreadID, Seq: seq, SenderID: m.SenderID, ClientMsgID: m.ClientMsgID, Body: m.Body, CreatedAt: now}}}
 		case "not_member":
 			res[i] = sendRes{err: errNotMember()}
@@ -243,6 +249,19 @@ func (d *DB) createMessages(ctx context.Context, batch []*sendReq) ([]sendRes, e
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
+	}
+	for i := range res {
+		if res[i].st.Created {
+			mem, ok := membersOf[res[i].st.Message.ThreadID]
+			if !ok { // not with migration 0004; read them rather than fail a committed send
+				var err error
+				if mem, err = d.MemberIDs(ctx, res[i].st.Message.ThreadID); err != nil {
+					return nil, fmt.Errorf("members after group commit: %w", err)
+				}
+				membersOf[res[i].st.Message.ThreadID] = mem
+			}
+			res[i].st.Members = mem
+		}
 	}
 	for _, i := range repeats {
 		m := batch[i].m

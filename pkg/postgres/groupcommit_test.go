@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,11 @@ func TestGroupCommitMixedBatch(t *testing.T) {
 		members = append(members, mustUser(t, db, fmt.Sprintf("gc%d", i)))
 	}
 	outsider := mustUser(t, db, "gcout")
+	var memberIDs []string
+	for _, m := range members {
+		memberIDs = append(memberIDs, m.ID)
+	}
+	slices.Sort(memberIDs)
 	var threads []chat.Thread
 	for i := 0; i < 4; i++ {
 		threads = append(threads, mustThread(t, db, "t"+strconv.Itoa(i), members[0], members[1:]...))
@@ -76,6 +82,11 @@ func TestGroupCommitMixedBatch(t *testing.T) {
 			}
 			if o.st.Created {
 				created++
+			}
+			// Each answer carries the thread's members (in a batch, one list read
+			// once per thread is shared by its messages): the deliverer routes by it.
+			if got := slices.Sorted(slices.Values(o.st.Members)); !slices.Equal(got, memberIDs) {
+				t.Fatalf("%s: answered members %v, want %v", key, got, memberIDs)
 			}
 			if id == "" {
 				id = o.st.Message.ID
