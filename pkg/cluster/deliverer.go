@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,6 +82,9 @@ type Deliverer struct {
 	// the hand-off record it repairs from, instead of each paying failed connects and
 	// retries on the sender's reader goroutine.
 	unreachable sync.Map
+
+	flightsMu sync.Mutex
+	flights   map[string]*lookupFlight // by thread id: the latest lookup in flight
 }
 
 // hostRetryAfter is how long a host whose delivery failed is handed its messages
@@ -284,7 +288,10 @@ var errLookupSkipped = errors.New("presence lookup skipped: redis failed less th
 // (the hub writes locally by user); entries of dead hosts or of a previous instance
 // come back as stale. With Redis unreachable, every other live host of the last known
 // list gets every recipient with no connection ids.
-func (d *Deliverer) route(ctx context.Context, recipients []string) (map[string][]chat.Recipient, []chat.Connection) {
+//
+// threadID and after let concurrent messages of one thread share a lookup (see
+// sharedLookup); threadID "" never shares.
+func (d *Deliverer) route(ctx context.Context, threadID string, after time.Time, recipients []string) (map[string][]chat.Recipient, []chat.Connection) {
 	groups := map[string][]chat.Recipient{}
 	// The lookup gets a slice of the deadline, not all of it: with Redis down, the
 	// client's dial retries would otherwise use up the time the fallback needs.
@@ -292,7 +299,7 @@ func (d *Deliverer) route(ctx context.Context, recipients []string) (map[string]
 	err := errLookupSkipped
 	if time.Now().UnixNano() >= d.lookupDownUntil.Load() {
 		lctx, lcancel := context.WithTimeout(ctx, min(500*time.Millisecond, d.cfg.Timeout/4))
-		entries, err = d.presence.Lookup(lctx, recipients)
+		entries, err = d.sharedLookup(lctx, threadID, after, recipients)
 		lcancel()
 		switch {
 		case err == nil:
@@ -355,6 +362,54 @@ func (d *Deliverer) route(ctx context.Context, recipients []string) (map[string]
 	return groups, stale
 }
 
+// lookupFlight is one presence lookup that concurrent messages of a thread share.
+type lookupFlight struct {
+	started    time.Time
+	recipients []string
+	done       chan struct{}
+	entries    map[string][]chat.Connection // read-only once done is closed
+	err        error
+}
+
+// sharedLookup looks the recipients up, sharing the lookup with concurrent messages of
+// the same thread. Group commit hands a busy thread's senders their answers together,
+// and each then looked the same 100 members up on its own: most of a fan-out host's
+// Redis work. A message may only use a lookup that began after its own commit (after):
+// a socket that registered before that instant must be seen, or it could miss the
+// message (its catch-up read may have run before the commit). So a message joins a
+// lookup in flight only if it started after `after`, for the same members; else it
+// starts its own, which later messages can join.
+func (d *Deliverer) sharedLookup(ctx context.Context, threadID string, after time.Time, recipients []string) (map[string][]chat.Connection, error) {
+	if threadID == "" {
+		return d.presence.Lookup(ctx, recipients)
+	}
+	d.flightsMu.Lock()
+	if f := d.flights[threadID]; f != nil && !f.started.Before(after) && slices.Equal(f.recipients, recipients) {
+		d.flightsMu.Unlock()
+		select {
+		case <-f.done:
+			return f.entries, f.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	f := &lookupFlight{started: time.Now(), recipients: recipients, done: make(chan struct{})}
+	if d.flights == nil {
+		d.flights = map[string]*lookupFlight{}
+	}
+	d.flights[threadID] = f
+	d.flightsMu.Unlock()
+
+	f.entries, f.err = d.presence.Lookup(ctx, recipients)
+	close(f.done)
+	d.flightsMu.Lock()
+	if d.flights[threadID] == f {
+		delete(d.flights, threadID)
+	}
+	d.flightsMu.Unlock()
+	return f.entries, f.err
+}
+
 // everyKnownHost is the route while Redis cannot be read: every recipient, with no
 // connection ids, to every other host of the last known list and of the list known
 // when the lookups began to fail.
@@ -392,7 +447,7 @@ func (d *Deliverer) DeliverMessage(ctx context.Context, msg chat.Message, recipi
 	d.metrics.ObserveStage("local", start)
 
 	t := time.Now()
-	groups, stale := d.route(ctx, recipients)
+	groups, stale := d.route(ctx, msg.ThreadID, start, recipients)
 	d.metrics.ObserveStage("presence", t)
 	if len(groups) > 0 {
 		t = time.Now()
@@ -491,7 +546,7 @@ func (d *Deliverer) DeliverTyping(ctx context.Context, threadID, userID string, 
 	}
 	d.hub.DeliverTyping(threadID, userID, all, exceptConnID)
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 500*time.Millisecond)
-	groups, _ := d.route(lctx, recipients)
+	groups, _ := d.route(lctx, "", time.Time{}, recipients)
 	cancel()
 	for hostID, rs := range groups {
 		h, ok := d.host(hostID)
