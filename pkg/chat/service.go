@@ -486,7 +486,7 @@ func (s *Service) Deliver(ctx context.Context, st Stored, exceptConnID string) {
 	if !st.Created {
 		return
 	}
-	s.Deliverer.DeliverMessage(ctx, st.Message, st.Members, exceptConnID)
+	s.Deliverer.DeliverMessage(ctx, st, exceptConnID)
 }
 
 // MarkRead moves the user's read mark in a thread forward.

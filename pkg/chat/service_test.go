@@ -260,7 +260,8 @@ type fakeDeliverer struct {
 
 var _ chat.Deliverer = (*fakeDeliverer)(nil)
 
-func (f *fakeDeliverer) DeliverMessage(_ context.Context, m chat.Message, recipients []string, _ string) {
+func (f *fakeDeliverer) DeliverMessage(_ context.Context, st chat.Stored, _ string) {
+	m, recipients := st.Message, st.Members
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.delivered = append(f.delivered, m)

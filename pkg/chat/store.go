@@ -40,6 +40,10 @@ type Stored struct {
 	Message Message
 	Created bool
 	Members []string
+	// Committed is a time at which the message was already durable (taken as soon as
+	// the store's commit returned). The deliverer lets messages share a presence lookup
+	// only if it began after this instant; zero means "when delivery starts".
+	Committed time.Time
 }
 
 // AckUpdate moves one member's acked seq forward in one thread.
@@ -158,11 +162,11 @@ type PasswordHasher interface {
 // Deliverer hands stored messages and other events to the members' live sockets,
 // wherever in the cluster they are (pkg/cluster).
 type Deliverer interface {
-	// DeliverMessage pushes msg to every live connection of recipients except the
-	// connection exceptConnID (the sender's, which got `sent`). It returns once every
-	// host answered or the deliver deadline passed; failures are recorded for repair,
-	// never returned to the sender, whose message is already durable.
-	DeliverMessage(ctx context.Context, msg Message, recipients []string, exceptConnID string)
+	// DeliverMessage pushes st.Message to every live connection of st.Members except
+	// the connection exceptConnID (the sender's, which got `sent`). It returns once
+	// every host answered or the deliver deadline passed; failures are recorded for
+	// repair, never returned to the sender, whose message is already durable.
+	DeliverMessage(ctx context.Context, st Stored, exceptConnID string)
 	// DeliverTyping relays a typing notice; best effort.
 	DeliverTyping(ctx context.Context, threadID, userID string, recipients []string, exceptConnID string)
 	// DisconnectSession closes every socket of the session on every host (code 4001).

@@ -431,10 +431,14 @@ func (d *Deliverer) everyKnownHost(recipients []string) map[string][]chat.Recipi
 }
 
 // DeliverMessage implements chat.Deliverer.
-func (d *Deliverer) DeliverMessage(ctx context.Context, msg chat.Message, recipients []string, exceptConnID string) {
+func (d *Deliverer) DeliverMessage(ctx context.Context, st chat.Stored, exceptConnID string) {
 	d.inflight.Add(1)
 	defer d.inflight.Done()
 	start := time.Now()
+	msg, recipients, committed := st.Message, st.Members, st.Committed
+	if committed.IsZero() {
+		committed = start
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.Timeout)
 	defer cancel()
 
@@ -447,7 +451,7 @@ func (d *Deliverer) DeliverMessage(ctx context.Context, msg chat.Message, recipi
 	d.metrics.ObserveStage("local", start)
 
 	t := time.Now()
-	groups, stale := d.route(ctx, msg.ThreadID, start, recipients)
+	groups, stale := d.route(ctx, msg.ThreadID, committed, recipients)
 	d.metrics.ObserveStage("presence", t)
 	if len(groups) > 0 {
 		t = time.Now()

@@ -174,12 +174,15 @@ func (c *committer) commit(batch []*sendReq) {
 	}
 	if len(live) == 1 {
 		st, err := c.db.createMessage(ctx, live[0].m)
+		st.Committed = time.Now()
 		live[0].done <- sendRes{st: st, err: err}
 		return
 	}
 	results, err := c.db.createMessages(ctx, live)
 	if err == nil {
+		committed := time.Now() // one instant for the batch: its messages can share a lookup
 		for i, r := range live {
+			results[i].st.Committed = committed
 			r.done <- results[i]
 		}
 		return
