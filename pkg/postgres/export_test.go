@@ -1,0 +1,26 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/switchboard-chat/switchboard/pkg/chat"
+)
+
+// StoreBatch stores ms as ONE batch (store_messages), as the committer would, and
+// returns each message's answer: tests can craft a batch instead of hoping that
+// concurrent senders form one.
+func (d *DB) StoreBatch(ctx context.Context, ms []chat.NewMessage) ([]chat.Stored, []error, error) {
+	batch := make([]*sendReq, len(ms))
+	for i, m := range ms {
+		batch[i] = &sendReq{ctx: ctx, m: m}
+	}
+	res, err := d.createMessages(ctx, batch)
+	if err != nil {
+		return nil, nil, err
+	}
+	sts, errs := make([]chat.Stored, len(res)), make([]error, len(res))
+	for i, r := range res {
+		sts[i], errs[i] = r.st, r.err
+	}
+	return sts, errs, nil
+}
