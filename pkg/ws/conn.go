@@ -32,7 +32,12 @@ const (
 // each message's frame on a throwaway connection with a 4 KiB buffer (some 5 KiB of
 // garbage for every hello, sent or error frame, each of which goes to one socket).
 type outFrame struct {
-	data []byte
+	data []byte // the JSON payload
+	// wire is the whole server-to-client frame (header and payload; a server never
+	// masks), built once when the frame is made and written as is to every socket it
+	// goes to: a message fanned out to a hundred local sockets is framed once, not
+	// copied into a write buffer per socket behind a fresh message writer each time.
+	wire []byte
 	kind string // frame type, for metrics
 }
 
@@ -43,7 +48,9 @@ var (
 )
 
 func newFrame(kind string, data []byte) *outFrame {
-	return &outFrame{data: data, kind: kind}
+	wire := appendFrameHeader(make([]byte, 0, 10+len(data)), len(data))
+	wire = append(wire, data...)
+	return &outFrame{data: wire[len(wire)-len(data):], wire: wire, kind: kind}
 }
 
 // Conn is one client socket: a reader goroutine (for as long as the socket is open), a
@@ -178,6 +185,9 @@ func (c *Conn) Close(code int, reason string) {
 			}
 		}
 		c.hub.metrics.Closes.WithLabelValues(strconv.Itoa(code)).Inc()
+		if c.cork != nil {
+			c.cork.seal() // no data frame may follow the close frame
+		}
 		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(closeWriteWait))
 		_ = c.ws.Close()
 	})
@@ -276,9 +286,17 @@ func (c *Conn) writeLoop() {
 		}
 		start := time.Now()
 		_ = c.ws.SetWriteDeadline(start.Add(writeWait))
+		if c.cork != nil {
+			_ = c.cork.SetWriteDeadline(start.Add(writeWait))
+		}
 		for _, f := range batch {
 			opened = opened || f == syncedOut
-			err := c.ws.WriteMessage(websocket.TextMessage, f.data)
+			var err error
+			if c.cork != nil {
+				err = c.cork.writeFrame(f.wire)
+			} else {
+				err = c.ws.WriteMessage(websocket.TextMessage, f.data)
+			}
 			if err == nil && corked && f == batch[len(batch)-1] {
 				err = c.cork.uncork()
 			}
@@ -286,7 +304,7 @@ func (c *Conn) writeLoop() {
 				if corked {
 					_ = c.cork.uncork()
 				}
-				if !errors.Is(err, websocket.ErrCloseSent) {
+				if !errors.Is(err, websocket.ErrCloseSent) && !errors.Is(err, errSealed) {
 					c.hub.metrics.SlowClosed.Inc()
 					c.Close(CloseTooSlow, "write failed")
 				}

@@ -2,6 +2,7 @@ package ws
 
 import (
 	"bufio"
+	"errors"
 	"net"
 	"net/http"
 	"sync"
@@ -28,7 +29,36 @@ type corkConn struct {
 	net.Conn
 	mu     sync.Mutex
 	corked bool
+	sealed bool // a close frame is on its way: writeFrame refuses data frames
 	buf    *[]byte
+}
+
+// errSealed: the socket is closing and no data frame may follow its close frame.
+var errSealed = errors.New("ws: socket closing")
+
+// writeFrame writes one whole data frame built by newFrame, bypassing gorilla's
+// message writer. It is safe beside gorilla's own writes (pings, the close frame):
+// each frame is one Write under mu, so frames never interleave.
+func (c *corkConn) writeFrame(p []byte) error {
+	c.mu.Lock()
+	if c.sealed {
+		c.mu.Unlock()
+		return errSealed
+	}
+	if !c.corked {
+		c.mu.Unlock()
+		_, err := c.Conn.Write(p)
+		return err
+	}
+	defer c.mu.Unlock()
+	return c.gatherLocked(p)
+}
+
+// seal makes writeFrame refuse from now on.
+func (c *corkConn) seal() {
+	c.mu.Lock()
+	c.sealed = true
+	c.mu.Unlock()
 }
 
 // corkLimit is how much a corked socket gathers before it writes anyway.
@@ -44,16 +74,40 @@ func (c *corkConn) Write(p []byte) (int, error) {
 		return c.Conn.Write(p)
 	}
 	defer c.mu.Unlock()
+	if err := c.gatherLocked(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// gatherLocked adds p to the corked buffer, writing first if it would pass corkLimit.
+func (c *corkConn) gatherLocked(p []byte) error {
 	if len(*c.buf)+len(p) > corkLimit {
 		if err := c.flushLocked(); err != nil {
-			return 0, err
+			return err
 		}
 		if len(p) > corkLimit {
-			return c.Conn.Write(p)
+			_, err := c.Conn.Write(p)
+			return err
 		}
 	}
 	*c.buf = append(*c.buf, p...)
-	return len(p), nil
+	return nil
+}
+
+// appendFrameHeader appends the header of an unmasked, final text frame of n bytes
+// (RFC 6455 5.2): what a server sends.
+func appendFrameHeader(dst []byte, n int) []byte {
+	dst = append(dst, 0x81) // FIN, opcode 1 (text)
+	switch {
+	case n < 126:
+		return append(dst, byte(n))
+	case n <= 0xffff:
+		return append(dst, 126, byte(n>>8), byte(n))
+	default:
+		return append(dst, 127, byte(uint64(n)>>56), byte(uint64(n)>>48), byte(uint64(n)>>40), byte(uint64(n)>>32),
+			byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
 }
 
 // cork starts gathering writes.
