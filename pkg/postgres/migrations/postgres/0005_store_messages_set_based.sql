@@ -15,7 +15,12 @@
 CREATE OR REPLACE FUNCTION store_messages(
     p_ids uuid[], p_threads uuid[], p_senders uuid[], p_client_msg_ids text[], p_bodies text[], p_now timestamptz
 ) RETURNS TABLE (idx int, seq bigint, members text, status text)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- A custom plan of the big statement below costs more than running it (~0.7 ms a call
+-- for a batch of two): the generic plan, made once per connection, is as good for
+-- every batch size.
+SET plan_cache_mode = force_generic_plan
+AS $$
 BEGIN
     PERFORM 1 FROM threads WHERE id = ANY (p_threads) ORDER BY id FOR UPDATE;
     PERFORM 1 FROM thread_members tm
