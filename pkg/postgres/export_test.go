@@ -9,7 +9,15 @@ import (
 // StoreBatch stores ms as ONE batch (store_messages), as the committer would, and
 // returns each message's answer: tests can craft a batch instead of hoping that
 // concurrent senders form one.
-func (d *DB) StoreBatch(ctx context.Context, ms []chat.NewMessage) ([]chat.Stored, []error, error) {
+// bulk picks store_messages_bulk (true) or the loop of store_messages.
+func (d *DB) StoreBatch(ctx context.Context, ms []chat.NewMessage, bulk bool) ([]chat.Stored, []error, error) {
+	old := bulkBatch.Load()
+	defer bulkBatch.Store(old)
+	if bulk {
+		bulkBatch.Store(1)
+	} else {
+		bulkBatch.Store(int32(len(ms) + 1)) //nolint:gosec // a test batch of a few messages
+	}
 	batch := make([]*sendReq, len(ms))
 	for i, m := range ms {
 		batch[i] = &sendReq{ctx: ctx, m: m}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
@@ -202,8 +203,8 @@ func (c *committer) commit(batch []*sendReq) {
 	}
 }
 
-// createMessages stores a batch with one call of store_messages (migration 0002): one
-// round trip and one commit. Results are in batch order; repeats answer the first
+// createMessages stores a batch with one call of store_messages (migration 0004) or,
+// from bulkBatch messages, store_messages_bulk (0005): one round trip and one commit. Results are in batch order; repeats answer the first
 // message, read in one query after the commit.
 func (d *DB) createMessages(ctx context.Context, batch []*sendReq) ([]sendRes, error) {
 	now := d.nowUTC()
@@ -212,7 +213,11 @@ func (d *DB) createMessages(ctx context.Context, batch []*sendReq) ([]sendRes, e
 	for i, r := range batch {
 		ids[i], threads[i], senders[i], cmids[i], bodies[i] = chat.NewID(), r.m.ThreadID, r.m.SenderID, r.m.ClientMsgID, r.m.Body
 	}
-	rows, err := d.gdb.WithContext(ctx).Raw(`SELECT idx, seq, coalesce(members, ''), status FROM store_messages(?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::text[], ?)`,
+	query := `SELECT idx, seq, coalesce(members, ''), status FROM store_messages(?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::text[], ?)`
+	if n >= int(bulkBatch.Load()) {
+		query = `SELECT idx, seq, coalesce(members, ''), status FROM store_messages_bulk(?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::text[], ?)`
+	}
+	rows, err := d.gdb.WithContext(ctx).Raw(query,
 		pgArray(ids), pgArray(threads), pgArray(senders), pgArray(cmids), pgArray(bodies), now).Rows()
 	if err != nil {
 		return nil, err
@@ -288,6 +293,13 @@ func (d *DB) createMessages(ctx context.Context, batch []*sendReq) ([]sendRes, e
 	}
 	return res, nil
 }
+
+// bulkBatch is the batch size from which store_messages_bulk (one set-based statement,
+// costly to plan) beats store_messages (a loop of statements per message); see
+// migration 0005. Atomic so that tests can send a batch down either path.
+var bulkBatch atomic.Int32
+
+func init() { bulkBatch.Store(6) }
 
 // pgArray renders a text array literal, quoting every element, so that a batch goes
 // as one parameter per column whatever its size (one prepared statement for all).

@@ -10,10 +10,16 @@ import (
 	"github.com/switchboard-chat/switchboard/pkg/postgres"
 )
 
-// TestStoreMessagesBatch hands store_messages one crafted batch: two threads, a
+// TestStoreMessagesBatch hands store_messages and store_messages_bulk one crafted batch: two threads, a
 // repeat within the batch, a repeat of a stored message, a non-member twice, and
 // checks every answer and what the tables hold afterwards.
 func TestStoreMessagesBatch(t *testing.T) {
+	for _, bulk := range []bool{false, true} {
+		t.Run(map[bool]string{false: "loop", true: "bulk"}[bulk], func(t *testing.T) { testStoreMessagesBatch(t, bulk) })
+	}
+}
+
+func testStoreMessagesBatch(t *testing.T, bulk bool) {
 	ctx := context.Background()
 	db, err := postgres.OpenURL(ctx, dbtest.NewDatabaseURL(t), postgres.Config{DisableGroupCommit: true}, nil)
 	if err != nil {
@@ -53,7 +59,7 @@ func TestStoreMessagesBatch(t *testing.T) {
 		req(t1, out, "x"), // not a member, again
 		req(t2, b, "m4"),  // created, seq 2 of t2
 	}
-	sts, errs, err := db.StoreBatch(ctx, batch)
+	sts, errs, err := db.StoreBatch(ctx, batch, bulk)
 	if err != nil {
 		t.Fatal(err)
 	}
