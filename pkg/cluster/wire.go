@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
+	"github.com/switchboard-chat/switchboard/pkg/jsonscan"
 )
 
 // The deliver call's body and answer are written and read here rather than through
@@ -167,7 +168,7 @@ func scanRecipients(s string) ([]chat.Recipient, bool) {
 		if !strings.HasPrefix(s, `{"user_id":`) {
 			return nil, false
 		}
-		id, rest, ok := scanString(s[len(`{"user_id":`):])
+		id, rest, ok := jsonscan.String(s[len(`{"user_id":`):])
 		if !ok {
 			return nil, false
 		}
@@ -180,7 +181,7 @@ func scanRecipients(s string) ([]chat.Recipient, bool) {
 			r.ConnIDs = []string{}
 			for !strings.HasPrefix(rest, "]") {
 				var cid string
-				if cid, rest, ok = scanString(rest); !ok {
+				if cid, rest, ok = jsonscan.String(rest); !ok {
 					return nil, false
 				}
 				r.ConnIDs = append(r.ConnIDs, cid)
@@ -234,13 +235,13 @@ func scanAnswer(s string) ([]chat.DeliveryResult, bool) {
 		if !strings.HasPrefix(s, `{"user_id":`) {
 			return nil, false
 		}
-		if r.UserID, s, ok = scanString(s[len(`{"user_id":`):]); !ok || !strings.HasPrefix(s, `,"conn_id":`) {
+		if r.UserID, s, ok = jsonscan.String(s[len(`{"user_id":`):]); !ok || !strings.HasPrefix(s, `,"conn_id":`) {
 			return nil, false
 		}
-		if r.ConnID, s, ok = scanString(s[len(`,"conn_id":`):]); !ok || !strings.HasPrefix(s, `,"status":`) {
+		if r.ConnID, s, ok = jsonscan.String(s[len(`,"conn_id":`):]); !ok || !strings.HasPrefix(s, `,"status":`) {
 			return nil, false
 		}
-		if r.Status, s, ok = scanString(s[len(`,"status":`):]); !ok || !strings.HasPrefix(s, "}") {
+		if r.Status, s, ok = jsonscan.String(s[len(`,"status":`):]); !ok || !strings.HasPrefix(s, "}") {
 			return nil, false
 		}
 		s = s[1:]
@@ -254,22 +255,4 @@ func scanAnswer(s string) ([]chat.DeliveryResult, bool) {
 		s = s[1:]
 	}
 	return res, true
-}
-
-// scanString reads a JSON string of plain ASCII without escapes at the start of s.
-func scanString(s string) (val, rest string, ok bool) {
-	if len(s) == 0 || s[0] != '"' {
-		return "", "", false
-	}
-	end := strings.IndexByte(s[1:], '"')
-	if end < 0 {
-		return "", "", false
-	}
-	val = s[1 : 1+end]
-	for i := 0; i < len(val); i++ {
-		if c := val[i]; c == '\\' || c < 0x20 || c >= 0x80 {
-			return "", "", false
-		}
-	}
-	return val, s[2+end:], true
 }

@@ -2,8 +2,9 @@ package redis
 
 import (
 	"encoding/json"
-	"strings"
 	"time"
+
+	"github.com/switchboard-chat/switchboard/pkg/jsonscan"
 )
 
 // decodeEntry reads a presence entry. Entries are the flat JSON objects AddConnections
@@ -29,11 +30,11 @@ func scanEntry(s string) (e entry, ok bool) {
 	}
 	s = s[1 : len(s)-1]
 	for len(s) > 0 {
-		key, rest, ok := scanString(s)
+		key, rest, ok := jsonscan.String(s)
 		if !ok || len(rest) == 0 || rest[0] != ':' {
 			return entry{}, false
 		}
-		val, rest, ok := scanString(rest[1:])
+		val, rest, ok := jsonscan.String(rest[1:])
 		if !ok {
 			return entry{}, false
 		}
@@ -68,24 +69,6 @@ func scanEntry(s string) (e entry, ok bool) {
 		}
 	}
 	return e, true
-}
-
-// scanString reads a JSON string of plain ASCII without escapes at the start of s.
-func scanString(s string) (val, rest string, ok bool) {
-	if len(s) == 0 || s[0] != '"' {
-		return "", "", false
-	}
-	end := strings.IndexByte(s[1:], '"')
-	if end < 0 {
-		return "", "", false
-	}
-	val = s[1 : 1+end]
-	for i := 0; i < len(val); i++ {
-		if c := val[i]; c == '\\' || c < 0x20 || c >= 0x80 { // non-ASCII: let encoding/json judge the UTF-8
-			return "", "", false
-		}
-	}
-	return val, s[2+end:], true
 }
 
 // parseUTC reads the one form AddConnections writes, 2006-01-02T15:04:05[.fraction]Z,
