@@ -284,8 +284,11 @@ func TestFaultHalfOpenClient(t *testing.T) {
 	if gone > ping+pong+time.Second {
 		t.Errorf("removal took %v, want within ping %v + pong timeout %v (+1 s)", gone, ping, pong)
 	}
-	if gone < pong-ping {
-		t.Errorf("removed after %v, before the pong timeout %v: a quiet client is not a dead one", gone, pong)
+	// The host's read deadline runs from the last frame or pong it read, which on a
+	// loaded machine can be well before the freeze: measure from the last bytes the
+	// proxy handed it (the check polls, so the removal came at most this late).
+	if sinceLast := start.Add(gone).Sub(p.LastForwarded()); sinceLast < pong-100*time.Millisecond {
+		t.Errorf("removed %v after the last bytes from the client reached the host, before the pong timeout %v: a quiet client is not a dead one", sinceLast, pong)
 	}
 	// The device notices (its own timeout) and comes back through the other host.
 	phone.cur().Close()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -23,7 +24,13 @@ type Proxy struct {
 	// thaw is non-nil while frozen: closed by Unfreeze.
 	thaw   chan struct{}
 	closed chan struct{} // closed by Close
+	// lastUp is when bytes from a client last reached the target (unix nanos).
+	lastUp atomic.Int64
 }
+
+// LastForwarded is when bytes from a client last reached the target: for a socket,
+// the last frame or pong the host can have read, from which its read deadline runs.
+func (p *Proxy) LastForwarded() time.Time { return time.Unix(0, p.lastUp.Load()) }
 
 // NewProxy listens on a free loopback port and forwards every connection to target
 // (which may be empty until SetTarget). It is closed when the test ends.
@@ -185,6 +192,9 @@ func (p *Proxy) pipe(client net.Conn, target string) {
 				}
 				if _, werr := dst.Write(buf[:n]); werr != nil {
 					break
+				}
+				if dst == server {
+					p.lastUp.Store(time.Now().UnixNano())
 				}
 			}
 			if err != nil {
