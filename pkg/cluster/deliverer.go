@@ -265,13 +265,6 @@ func (d *Deliverer) submit(c *call) bool {
 	}
 }
 
-// deliverBody is the body of POST /internal/v1/deliver.
-type deliverBody struct {
-	Message    json.RawMessage  `json:"message,omitempty"`
-	Typing     *typingBody      `json:"typing,omitempty"`
-	Recipients []chat.Recipient `json:"recipients"`
-}
-
 type typingBody struct {
 	ThreadID string `json:"thread_id"`
 	UserID   string `json:"user_id"`
@@ -557,7 +550,7 @@ func (d *Deliverer) DeliverTyping(ctx context.Context, threadID, userID string, 
 		if !ok {
 			continue
 		}
-		body, _ := json.Marshal(deliverBody{Typing: &typingBody{ThreadID: threadID, UserID: userID}, Recipients: rs})
+		body, _ := json.Marshal(deliverRequest{Typing: &typingBody{ThreadID: threadID, UserID: userID}, Recipients: rs})
 		// Fire and forget: the call's own deadline, not the caller's.
 		cctx, ccancel := context.WithTimeout(context.Background(), time.Second)
 		c := &call{ctx: cctx, host: h, path: PathDeliver, body: body, cancel: ccancel}

@@ -89,10 +89,11 @@ func plainASCII(s string) bool {
 	return true
 }
 
-// deliverRequest is the body of POST /internal/v1/deliver as the handler reads it.
+// deliverRequest is the body of POST /internal/v1/deliver: a message's body is written
+// by appendDeliverBody, a typing notice's by encoding/json.
 type deliverRequest struct {
-	Message    *chat.Message    `json:"message"`
-	Typing     *typingBody      `json:"typing"`
+	Message    *chat.Message    `json:"message,omitempty"`
+	Typing     *typingBody      `json:"typing,omitempty"`
 	Recipients []chat.Recipient `json:"recipients"`
 }
 

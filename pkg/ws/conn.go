@@ -32,7 +32,6 @@ const (
 // each message's frame on a throwaway connection with a 4 KiB buffer (some 5 KiB of
 // garbage for every hello, sent or error frame, each of which goes to one socket).
 type outFrame struct {
-	data []byte // the JSON payload
 	// wire is the whole server-to-client frame (header and payload; a server never
 	// masks), built once when the frame is made and written as is to every socket it
 	// goes to: a message fanned out to a hundred local sockets is framed once, not
@@ -50,7 +49,7 @@ var (
 func newFrame(kind string, data []byte) *outFrame {
 	wire := appendFrameHeader(make([]byte, 0, 10+len(data)), len(data))
 	wire = append(wire, data...)
-	return &outFrame{data: wire[len(wire)-len(data):], wire: wire, kind: kind}
+	return &outFrame{wire: wire, kind: kind}
 }
 
 // Conn is one client socket: a reader goroutine (for as long as the socket is open), a
@@ -62,7 +61,7 @@ func newFrame(kind string, data []byte) *outFrame {
 type Conn struct {
 	hub     *Hub
 	ws      *websocket.Conn
-	cork    *corkConn // ws's connection; nil if the upgrade did not go through corkWriter
+	cork    *corkConn // ws's connection, through which the writer writes data frames
 	id      string
 	user    chat.User
 	sess    chat.Session
@@ -185,9 +184,7 @@ func (c *Conn) Close(code int, reason string) {
 			}
 		}
 		c.hub.metrics.Closes.WithLabelValues(strconv.Itoa(code)).Inc()
-		if c.cork != nil {
-			c.cork.seal() // no data frame may follow the close frame
-		}
+		c.cork.seal() // no data frame may follow the close frame
 		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(closeWriteWait))
 		_ = c.ws.Close()
 	})
@@ -280,23 +277,16 @@ func (c *Conn) writeLoop() {
 		}
 		opened := false
 		// Several frames waiting go to the kernel in one write (see corkConn).
-		corked := len(batch) > 1 && c.cork != nil && corking.Load()
+		corked := len(batch) > 1 && corking.Load()
 		if corked {
 			c.cork.cork()
 		}
+		// Data frames bypass gorilla's writer, so the deadline goes on the connection.
 		start := time.Now()
-		_ = c.ws.SetWriteDeadline(start.Add(writeWait))
-		if c.cork != nil {
-			_ = c.cork.SetWriteDeadline(start.Add(writeWait))
-		}
+		_ = c.cork.SetWriteDeadline(start.Add(writeWait))
 		for _, f := range batch {
 			opened = opened || f == syncedOut
-			var err error
-			if c.cork != nil {
-				err = c.cork.writeFrame(f.wire)
-			} else {
-				err = c.ws.WriteMessage(websocket.TextMessage, f.data)
-			}
+			err := c.cork.writeFrame(f.wire)
 			if err == nil && corked && f == batch[len(batch)-1] {
 				err = c.cork.uncork()
 			}
