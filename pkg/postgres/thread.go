@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"gorm.io/gorm"
@@ -18,9 +19,13 @@ import (
 // under both dialects' limits on bound parameters.
 const memberInsertChunk = 500
 
-// ackChunk bounds the acks of one UPDATE statement: its CASE is evaluated per matched
-// row, so the cost grows with the square of the chunk.
+// ackChunk bounds the acks of one UPDATE statement (SQLite): its CASE is evaluated per
+// matched row, so the cost grows with the square of the chunk.
 const ackChunk = 100
+
+// ackPGChunk bounds the acks of one ack_members call: the rows one commit keeps locked.
+// A variable so that a test can make a flush span several calls.
+var ackPGChunk = 1000
 
 // CreateThread stores a thread and its members in one transaction and returns it as the
 // creator sees it. The creator is a member whether or not MemberIDs lists them;
@@ -347,45 +352,28 @@ func (d *DB) Ack(ctx context.Context, acks []chat.AckUpdate) error {
 		return cmp.Or(cmp.Compare(a.ThreadID, b.ThreadID), cmp.Compare(a.UserID, b.UserID))
 	})
 	db := d.gdb.WithContext(ctx)
+	if d.dialect == dialectPostgres {
+		// One call of ack_members (migration 0006) per chunk, in autocommit: the rows
+		// are locked for that call and its commit only, not across four round trips.
+		for chunk := range slices.Chunk(merged, ackPGChunk) {
+			threads, users, seqs := make([]string, len(chunk)), make([]string, len(chunk)), make([]string, len(chunk))
+			for i, a := range chunk {
+				threads[i], users[i], seqs[i] = a.ThreadID, a.UserID, strconv.FormatInt(a.Seq, 10)
+			}
+			if _, err := exec(db, `SELECT ack_members(?::uuid[], ?::uuid[], ?::bigint[])`,
+				pgArray(threads), pgArray(users), pgArray(seqs)); err != nil {
+				return fmt.Errorf("ack %d memberships: %w", len(merged), err)
+			}
+		}
+		return nil
+	}
 	for chunk := range slices.Chunk(merged, ackChunk) {
 		q, args := ackSQL(chunk)
-		var err error
-		if d.dialect == dialectPostgres {
-			// Lock the rows in (thread, user) order first: a multi-row UPDATE locks in
-			// plan order, and the group commit's read-mark update takes the same rows,
-			// so without one order the two deadlock under load.
-			err = db.Transaction(func(tx *gorm.DB) error {
-				if err := lockMembers(tx, chunk); err != nil {
-					return err
-				}
-				_, err := exec(tx, q, args...)
-				return err
-			})
-		} else {
-			_, err = exec(db, q, args...)
-		}
-		if err != nil {
+		if _, err := exec(db, q, args...); err != nil {
 			return fmt.Errorf("ack %d memberships: %w", len(merged), err)
 		}
 	}
 	return nil
-}
-
-// lockMembers takes the row locks of the memberships in (thread_id, user_id) order, the
-// one order every multi-row writer of thread_members uses (PostgreSQL only).
-func lockMembers(tx *gorm.DB, ms []chat.AckUpdate) error {
-	var sb strings.Builder
-	args := make([]any, 0, 2*len(ms))
-	sb.WriteString(`SELECT 1 FROM thread_members WHERE (thread_id, user_id) IN (`)
-	for i, m := range ms {
-		if i > 0 {
-			sb.WriteByte(',')
-		}
-		sb.WriteString(`(?::uuid, ?::uuid)`)
-		args = append(args, m.ThreadID, m.UserID)
-	}
-	sb.WriteString(`) ORDER BY thread_id, user_id FOR UPDATE`)
-	return tx.Exec(sb.String(), args...).Error
 }
 
 // ackSQL builds one forward-only UPDATE for acks (distinct memberships). The WHERE picks
