@@ -213,12 +213,13 @@ func (d *DB) createMessages(ctx context.Context, batch []*sendReq) ([]sendRes, e
 	for i, r := range batch {
 		ids[i], threads[i], senders[i], cmids[i], bodies[i] = chat.NewID(), r.m.ThreadID, r.m.SenderID, r.m.ClientMsgID, r.m.Body
 	}
-	query := `SELECT idx, seq, coalesce(members, ''), status FROM store_messages(?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::text[], ?)`
+	query := `SELECT idx, seq, coalesce(members, ''), status FROM store_messages($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6)`
 	if n >= int(bulkBatch.Load()) {
-		query = `SELECT idx, seq, coalesce(members, ''), status FROM store_messages_bulk(?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::text[], ?)`
+		query = `SELECT idx, seq, coalesce(members, ''), status FROM store_messages_bulk($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6)`
 	}
-	rows, err := d.gdb.WithContext(ctx).Raw(query,
-		pgArray(ids), pgArray(threads), pgArray(senders), pgArray(cmids), pgArray(bodies), now).Rows()
+	// database/sql, not gorm, as in createMessageOneTrip: the send path.
+	rows, err := d.sqlDB.QueryContext(ctx, query,
+		pgArray(ids), pgArray(threads), pgArray(senders), pgArray(cmids), pgArray(bodies), now)
 	if err != nil {
 		return nil, err
 	}

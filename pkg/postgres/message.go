@@ -139,8 +139,10 @@ func (d *DB) createMessageOneTrip(ctx context.Context, m chat.NewMessage) (chat.
 	now := d.nowUTC()
 	msg := chat.Message{ID: chat.NewID(), ThreadID: m.ThreadID, SenderID: m.SenderID, ClientMsgID: m.ClientMsgID, Body: m.Body, CreatedAt: now}
 	var members string
-	err := scanRow(d.gdb.WithContext(ctx), `SELECT seq, members FROM store_message(?, ?, ?, ?, ?, ?)`,
-		[]any{msg.ID, m.ThreadID, m.SenderID, m.ClientMsgID, m.Body, now}, &msg.Seq, &members)
+	// database/sql, not gorm: this runs once per message, and gorm's statement clone
+	// and callbacks were the largest allocation on the send path.
+	err := d.sqlDB.QueryRowContext(ctx, `SELECT seq, members FROM store_message($1, $2, $3, $4, $5, $6)`,
+		msg.ID, m.ThreadID, m.SenderID, m.ClientMsgID, m.Body, now).Scan(&msg.Seq, &members)
 	switch {
 	case err == nil:
 		return chat.Stored{Message: msg, Created: true, Members: strings.Split(members, ",")}, nil

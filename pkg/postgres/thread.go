@@ -360,7 +360,7 @@ func (d *DB) Ack(ctx context.Context, acks []chat.AckUpdate) error {
 			for i, a := range chunk {
 				threads[i], users[i], seqs[i] = a.ThreadID, a.UserID, strconv.FormatInt(a.Seq, 10)
 			}
-			if _, err := exec(db, `SELECT ack_members(?::uuid[], ?::uuid[], ?::bigint[])`,
+			if _, err := d.sqlDB.ExecContext(ctx, `SELECT ack_members($1::uuid[], $2::uuid[], $3::bigint[])`,
 				pgArray(threads), pgArray(users), pgArray(seqs)); err != nil {
 				return fmt.Errorf("ack %d memberships: %w", len(merged), err)
 			}
