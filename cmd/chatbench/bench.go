@@ -715,6 +715,7 @@ func (b *bench) progress(ctx context.Context, label string, st *runStats) func()
 		defer t.Stop()
 		start := time.Now()
 		var pe, pa, pr int64
+		var prev, cur []uint64
 		for {
 			select {
 			case <-t.C:
@@ -725,10 +726,13 @@ func (b *bench) progress(ctx context.Context, label string, st *runStats) func()
 			}
 			e, a, r := st.emitted.Load(), st.acked.Load(), st.received.Load()
 			errs := st.sendErrs.Load() + st.writeErrs.Load()
-			fmt.Fprintf(b.stderr, "%s %5.1fs  offered %6d/s  sent %6d/s  delivered %7d/s  in-flight %5d  p50 %s  p99 %s  errors %d  behind %d\n",
+			cur = st.lat.Counts(cur)
+			fmt.Fprintf(b.stderr, "%s %5.1fs  offered %6d/s  sent %6d/s  delivered %7d/s  in-flight %5d  p50 %s  p99 %s (this second %s, max %s)  errors %d  behind %d\n",
 				label, time.Since(start).Seconds(), e-pe, a-pa, r-pr, st.issued.Load()-st.answered.Load(),
-				fmtMS(st.lat.Quantile(.5)), fmtMS(st.lat.Quantile(.99)), errs, max(0, st.expected.Load()-r))
+				fmtMS(st.lat.Quantile(.5)), fmtMS(st.lat.Quantile(.99)), fmtMS(WindowQuantile(prev, cur, .99)), fmtMS(WindowQuantile(prev, cur, 1)),
+				errs, max(0, st.expected.Load()-r))
 			pe, pa, pr = e, a, r
+			prev, cur = cur, prev
 		}
 	}()
 	return func() { close(done); wg.Wait() }

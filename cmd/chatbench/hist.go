@@ -187,3 +187,50 @@ func (h *Histogram) CDF() []CDFPoint {
 	}
 	return append(pts, CDFPoint{Q: 1, MS: float64(h.Max()) / 1e6})
 }
+
+// Counts copies the bucket counts into dst (grown to fit) and returns it: two copies
+// a second apart give that second's distribution (WindowQuantile).
+func (h *Histogram) Counts(dst []uint64) []uint64 {
+	if cap(dst) < histBuckets {
+		dst = make([]uint64, histBuckets)
+	}
+	dst = dst[:histBuckets]
+	for i := range h.counts {
+		dst[i] = h.counts[i].Load()
+	}
+	return dst
+}
+
+// WindowQuantile returns quantile q (0..1) of the values recorded between two Counts
+// snapshots, as the middle of its bucket (q 1: the top of the highest bucket), and 0
+// when none were. It shows a stall as it happens, where the run's cumulative
+// quantiles hide one bad second among many good ones.
+func WindowQuantile(prev, cur []uint64, q float64) int64 {
+	var n uint64
+	for i := range cur {
+		n += cur[i] - prevAt(prev, i)
+	}
+	if n == 0 {
+		return 0
+	}
+	rank := max(1, uint64(math.Ceil(q*float64(n))))
+	var seen uint64
+	for i := range cur {
+		seen += cur[i] - prevAt(prev, i)
+		if seen >= rank {
+			lo, hi := histBounds(i)
+			if q >= 1 {
+				return hi
+			}
+			return lo + (hi-lo)/2
+		}
+	}
+	return 0
+}
+
+func prevAt(prev []uint64, i int) uint64 {
+	if i < len(prev) {
+		return prev[i]
+	}
+	return 0
+}

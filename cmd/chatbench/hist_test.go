@@ -176,3 +176,35 @@ func TestHistogramCDF(t *testing.T) {
 		t.Fatalf("one sample: %v", got)
 	}
 }
+
+// TestWindowQuantile: a second with a stall shows in that second's quantiles even
+// when the run's cumulative ones, diluted by the good seconds before, do not.
+func TestWindowQuantile(t *testing.T) {
+	t.Parallel()
+	h := NewHistogram()
+	for range 9900 {
+		h.Record(1_000_000) // 1 ms: many good seconds
+	}
+	before := h.Counts(nil)
+	if got := WindowQuantile(before, h.Counts(nil), .99); got != 0 {
+		t.Fatalf("empty window: p99 %d, want 0", got)
+	}
+	for i := range 100 {
+		h.Record(int64(80_000_000 + i)) // one second in which everything took 80 ms
+	}
+	after := h.Counts(nil)
+	within := func(got, want int64) bool { return math.Abs(float64(got-want)) <= 0.005*float64(want) }
+	if got := WindowQuantile(before, after, .99); !within(got, 80_000_000) {
+		t.Errorf("window p99 = %d, want about 80 ms", got)
+	}
+	if got := WindowQuantile(before, after, 1); got < 80_000_099 || !within(got, 80_000_099) {
+		t.Errorf("window max = %d, want the top of the bucket holding 80.000099 ms", got)
+	}
+	if got := h.Quantile(.99); !within(got, 1_000_000) {
+		t.Errorf("cumulative p99 = %d: the test's premise (one bad second hides in the run) broke", got)
+	}
+	// From the start (no earlier snapshot) the window is the whole run.
+	if got := WindowQuantile(nil, after, .5); !within(got, 1_000_000) {
+		t.Errorf("whole-run p50 = %d, want about 1 ms", got)
+	}
+}
