@@ -534,7 +534,7 @@ run_bench_smoke() {
 	# command line must be updated here, not silently skipped forever).
 	usage=$("$bench" oneone -h 2>&1 || true)
 	local flag
-	for flag in hosts rate duration; do
+	for flag in hosts rate duration warmup; do
 		if ! grep -qE -- "-{1,2}$flag\b" <<<"$usage"; then
 			warn "chatbench oneone has no -$flag flag; the smoke run is SKIPPED until this step is updated. Its usage:"
 			printf '%s\n' "$usage" | sed 's/^/      /' >&2
@@ -560,7 +560,7 @@ run_bench_smoke() {
 	fi
 
 	local bench_cmd=("$bench" oneone --hosts "http://127.0.0.1:$((base + 1)),http://127.0.0.1:$((base + 2))"
-		--rate "$BENCH_RATE" --duration "$BENCH_DURATION")
+		--rate "$BENCH_RATE" --duration "$BENCH_DURATION" --warmup 1s)
 	info "${bench_cmd[*]}"
 	if ! timeout 180 "${bench_cmd[@]}"; then
 		tail -n 20 "$BENCH_CLUSTER_DIR"/logs/chatd*.log >&2 2>/dev/null || true

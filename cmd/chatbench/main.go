@@ -146,6 +146,7 @@ type options struct {
 	front            string
 	rate             float64
 	duration         time.Duration
+	warmup           time.Duration
 	users            int
 	jsonPath         string
 	metrics          bool
@@ -211,6 +212,7 @@ func parseOptions(scenario string, args []string, stderr io.Writer) (*options, e
 	}
 	fs.Float64Var(&o.rate, "rate", defRate, "offered messages per second in total (catchup: how fast the backlog is sent)")
 	fs.DurationVar(&o.duration, "duration", defDur, "how long the load runs")
+	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "oneone/ramp/fanout: load at the (first) rate before the measured phase, verified like it but outside its numbers, so that a fresh cluster's pools, caches and heaps are not what the run measures (0: none)")
 	fs.IntVar(&o.users, "users", 0, "sending users (0: ceil(rate / per-sender-rate)); idle/storm: users the sockets belong to (0: conns / sockets-per-user)")
 	fs.StringVar(&o.jsonPath, "json", "", "write every number of the run to this JSON file")
 	fs.BoolVar(&o.metrics, "metrics", true, "scrape each host's /metrics before and after and print where the time goes")

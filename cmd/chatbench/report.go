@@ -27,6 +27,8 @@ type Result struct {
 	Failures []string       `json:"failures,omitempty"`
 	Targets6 []Target       `json:"targets_issue6,omitempty"`
 	Load     *LoadResult    `json:"load,omitempty"`
+	// Warmup is the load run before the measured phase (--warmup): verified, not measured.
+	Warmup   *LoadResult    `json:"warmup,omitempty"`
 	Steps    []*LoadResult  `json:"steps,omitempty"`
 	HeldRate *float64       `json:"highest_rate_held,omitempty"`
 	Idle     *IdleResult    `json:"idle,omitempty"`
@@ -126,6 +128,9 @@ func (r *Result) finish() {
 		if v != nil && !v.Pass {
 			r.Failures = append(r.Failures, "verification: "+strings.Join(v.Problems, ", "))
 		}
+	}
+	if r.Warmup != nil {
+		check(&r.Warmup.Verify)
 	}
 	if r.Load != nil {
 		check(&r.Load.Verify)
@@ -261,6 +266,10 @@ func (r *Result) print(w io.Writer) {
 			parts = append(parts, fmt.Sprintf("%s=%v", k, r.Params[k]))
 		}
 		fmt.Fprintf(w, "params:  %s\n", strings.Join(parts, " "))
+	}
+	if l := r.Warmup; l != nil {
+		fmt.Fprintf(w, "warm-up: %g msg/s for %.1fs, not in the numbers below: p50 %.2f  p99 %.2f  max %.1f ms; delivered %d, lost %d\n",
+			l.OfferedRate, l.Seconds, l.Latency.P50, l.Latency.P99, l.Latency.Max, l.Deliveries, l.Verify.Lost)
 	}
 	if r.Load != nil {
 		printLoad(w, r.Load)

@@ -73,6 +73,20 @@ func (b *bench) phase(ctx context.Context, label string, senders, devs []*device
 	return l
 }
 
+// warmup runs the --warmup phase at rate, or nothing. Its messages are verified (a
+// loss fails the run) but its latencies stay out of the measured phase: a fresh
+// cluster opens its database, Redis and host-to-host connections, prepares its
+// statements and grows its heaps in the first seconds, which is not the steady state
+// the targets are about.
+func (b *bench) warmup(ctx context.Context, label string, senders, devs []*device, rate float64) *LoadResult {
+	if b.opt.warmup <= 0 {
+		return nil
+	}
+	l := b.phase(ctx, label+" warm-up", senders, devs, rate, totalFor(rate, b.opt.warmup))
+	l.Server = nil
+	return l
+}
+
 func totalFor(rate float64, d time.Duration) int64 {
 	return max(1, int64(math.Round(rate*d.Seconds())))
 }
@@ -124,6 +138,7 @@ func runOneOne(ctx context.Context, b *bench, res *Result) error {
 		return err
 	}
 	res.Floor = b.floor(ctx)
+	res.Warmup = b.warmup(ctx, "oneone", senders, all, o.rate)
 	res.Load = b.phase(ctx, "oneone", senders, all, o.rate, totalFor(o.rate, o.duration))
 	res.Server = res.Load.Server
 	res.Load.Server = nil
@@ -154,6 +169,9 @@ func runRamp(ctx context.Context, b *bench, res *Result) error {
 		return err
 	}
 	res.Floor = b.floor(ctx)
+	if len(o.rates) > 0 {
+		res.Warmup = b.warmup(ctx, "ramp", senders, all, o.rates[0])
+	}
 	for _, rate := range o.rates {
 		if ctx.Err() != nil {
 			break
@@ -209,7 +227,7 @@ func runFanout(ctx context.Context, b *bench, res *Result) error {
 		return err
 	}
 	t.Participants = o.members
-	t.trackLast(int(float64(totalFor(o.rate, o.duration))*1.05) + 1000)
+	t.trackLast(int(float64(totalFor(o.rate, o.duration+max(0, o.warmup)))*1.05) + 1000)
 	var senders, all []*device
 	h := len(b.targets)
 	for i, u := range users {
@@ -228,6 +246,7 @@ func runFanout(ctx context.Context, b *bench, res *Result) error {
 		return err
 	}
 	res.Floor = b.floor(ctx)
+	res.Warmup = b.warmup(ctx, "fanout", senders, all, o.rate)
 	res.Load = b.phase(ctx, "fanout", senders, all, o.rate, totalFor(o.rate, o.duration))
 	res.Server = res.Load.Server
 	res.Load.Server = nil

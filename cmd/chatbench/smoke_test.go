@@ -82,9 +82,14 @@ func TestSmoke(t *testing.T) {
 		args  []string
 		check func(t *testing.T, r *Result)
 	}{
-		{"oneone", []string{"oneone", "--rate", "100", "--duration", "2s"}, func(t *testing.T, r *Result) {
-			if r.Load == nil || r.Load.Acked != 200 || r.Load.Verify.Received != 200 || r.Load.Latency.Count != 200 {
+		{"oneone", []string{"oneone", "--rate", "100", "--duration", "2s", "--warmup", "1s"}, func(t *testing.T, r *Result) {
+			// Verification covers every message so far, the warm-up's 100 too; the
+			// measured phase's counts and latencies are its own 200.
+			if r.Load == nil || r.Load.Acked != 200 || r.Load.Verify.Received != 300 || r.Load.Latency.Count != 200 {
 				t.Errorf("load %+v", r.Load)
+			}
+			if r.Warmup == nil || r.Warmup.Acked != 100 || r.Warmup.Verify.Received != 100 || !r.Warmup.Verify.Pass {
+				t.Errorf("warm-up %+v", r.Warmup)
 			}
 			if r.Server == nil || len(r.Server.Stages) == 0 {
 				t.Errorf("no send stages from /metrics: %+v", r.Server)
@@ -95,7 +100,10 @@ func TestSmoke(t *testing.T) {
 				}
 			}
 		}},
-		{"fanout", []string{"fanout", "--members", "6", "--rate", "40", "--duration", "1s"}, func(t *testing.T, r *Result) {
+		{"fanout", []string{"fanout", "--members", "6", "--rate", "40", "--duration", "1s", "--warmup", "0"}, func(t *testing.T, r *Result) {
+			if r.Warmup != nil {
+				t.Errorf("--warmup 0 ran a warm-up: %+v", r.Warmup)
+			}
 			if r.Load == nil || r.Load.Verify.Received != 40*5 || r.Load.LastMember == nil || r.Load.LastMember.Count != 40 {
 				t.Errorf("load %+v", r.Load)
 			} else if len(r.Load.LastMember.CDF) == 0 {
