@@ -33,9 +33,5 @@ func (d *DB) StoreBatch(ctx context.Context, ms []chat.NewMessage, bulk bool) ([
 	return sts, errs, nil
 }
 
-// SetAckChunk makes PostgreSQL ack flushes go in calls of n and returns the undo.
-func SetAckChunk(n int) func() {
-	old := ackPGChunk
-	ackPGChunk = n
-	return func() { ackPGChunk = old }
-}
+// SetAckChunk makes this DB's PostgreSQL ack flushes go in calls of n acks.
+func (d *DB) SetAckChunk(n int) { d.ackChunk = n }

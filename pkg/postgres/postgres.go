@@ -94,6 +94,8 @@ type DB struct {
 	log     *slog.Logger
 	// committer batches CreateMessage on PostgreSQL (nil: one transaction each).
 	committer *committer
+	// ackChunk, when set, replaces ackPGChunk: tests make one flush span several calls.
+	ackChunk int
 }
 
 var (

@@ -23,9 +23,9 @@ const memberInsertChunk = 500
 // matched row, so the cost grows with the square of the chunk.
 const ackChunk = 100
 
-// ackPGChunk bounds the acks of one ack_members call: the rows one commit keeps locked.
-// A variable so that a test can make a flush span several calls.
-var ackPGChunk = 1000
+// ackPGChunk bounds the acks of one ack_members call: the rows one commit keeps locked
+// (DB.ackChunk overrides it, for tests).
+const ackPGChunk = 1000
 
 // CreateThread stores a thread and its members in one transaction and returns it as the
 // creator sees it. The creator is a member whether or not MemberIDs lists them;
@@ -355,7 +355,7 @@ func (d *DB) Ack(ctx context.Context, acks []chat.AckUpdate) error {
 	if d.dialect == dialectPostgres {
 		// One call of ack_members (migration 0006) per chunk, in autocommit: the rows
 		// are locked for that call and its commit only, not across four round trips.
-		for chunk := range slices.Chunk(merged, ackPGChunk) {
+		for chunk := range slices.Chunk(merged, cmp.Or(d.ackChunk, ackPGChunk)) {
 			threads, users, seqs := make([]string, len(chunk)), make([]string, len(chunk)), make([]string, len(chunk))
 			for i, a := range chunk {
 				threads[i], users[i], seqs[i] = a.ThreadID, a.UserID, strconv.FormatInt(a.Seq, 10)

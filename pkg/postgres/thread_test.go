@@ -424,7 +424,7 @@ func TestAck(t *testing.T) {
 		}
 
 		t.Run("more memberships than one statement takes", func(t *testing.T) {
-			defer postgres.SetAckChunk(64)()
+			db.SetAckChunk(64) // this DB's last subtest: nothing else flushes through it after
 			var members []chat.User
 			for i := range 150 {
 				members = append(members, mustUser(t, db, fmt.Sprintf("m%03d", i)))
