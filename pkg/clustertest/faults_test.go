@@ -89,8 +89,11 @@ func TestFaultRedisUnreachable(t *testing.T) {
 	waitStreaming(t, f, 40)
 	<-time.After(3 * time.Second) // the rate before the cut, to compare with
 
-	p.Cut()
+	// Before the cut, not after: a send in flight is answered unavailable the moment
+	// its connection drops, which can come before Cut returns, and such a send must
+	// count as in flight when the fault began (written before, answered after).
 	start := time.Now()
+	p.Cut()
 	<-time.After(outage)
 	p.Restore()
 	end := time.Now()
@@ -144,8 +147,11 @@ func TestFaultPostgresUnreachable(t *testing.T) {
 	f.run()
 	waitStreaming(t, f, 40)
 
-	p.Cut()
+	// Before the cut, not after: a send in flight is answered unavailable the moment
+	// its connection drops, which can come before Cut returns, and such a send must
+	// count as in flight when the fault began (written before, answered after).
 	start := time.Now()
+	p.Cut()
 	<-time.After(outage)
 	p.Restore()
 	end := time.Now()
@@ -221,8 +227,11 @@ func TestFaultInternalLinkCut(t *testing.T) {
 	<-time.After(3 * time.Second) // the rate before the cut, to compare with
 	recorded := c.Hosts[0].Metric(t, `switchboard_handoffs_total{event="recorded"}`) + c.Hosts[2].Metric(t, `switchboard_handoffs_total{event="recorded"}`)
 
-	p.Cut()
+	// Before the cut, not after: a send in flight is answered unavailable the moment
+	// its connection drops, which can come before Cut returns, and such a send must
+	// count as in flight when the fault began (written before, answered after).
 	start := time.Now()
+	p.Cut()
 	<-time.After(outage)
 	p.Restore()
 	end := time.Now()
