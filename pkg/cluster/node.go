@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +42,12 @@ type Node struct {
 	registered atomic.Bool
 	lastBeat   atomic.Int64 // unix nanos of the last successful heartbeat
 	// left is set by Leave: no heartbeat may register the host again while it drains.
+	// beatMu makes that hold for a heartbeat already on its way to Redis: Run checks
+	// left and beats under it, and Leave sets left and removes the registration under
+	// it, so a heartbeat either lands before the removal or never starts. Without it,
+	// one in flight as the host drained re-registered it after Leave (CI saw the drained
+	// host still registered, its last heartbeat in the drain's last millisecond).
+	beatMu    sync.Mutex
 	left      atomic.Bool
 	repairing atomic.Bool // a RepairAll runs
 }
@@ -160,10 +167,13 @@ func (n *Node) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-beat.C:
-			if n.left.Load() {
-				continue
+			n.beatMu.Lock()
+			var err error
+			if !n.left.Load() {
+				err = n.beat(ctx)
 			}
-			if err := n.beat(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			n.beatMu.Unlock()
+			if err != nil && !errors.Is(err, context.Canceled) {
 				n.log.Warn("heartbeat", "err", err)
 			}
 		case now := <-tick.C:
@@ -226,6 +236,8 @@ func (n *Node) repair(ctx context.Context) {
 // Leave removes this host's presence entries and registration (drain, after the
 // sockets are closed).
 func (n *Node) Leave(ctx context.Context) {
+	n.beatMu.Lock()
+	defer n.beatMu.Unlock()
 	n.left.Store(true)
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
