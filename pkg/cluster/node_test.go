@@ -82,7 +82,7 @@ func TestLeaveWinsOverAHeartbeatInFlight(t *testing.T) {
 	left := make(chan struct{})
 	go func() { defer close(left); n.Leave(context.Background()) }()
 	time.Sleep(20 * time.Millisecond) // let Leave run as far as it can meanwhile
-	close(hold)                      // the heartbeat lands
+	close(hold)                       // the heartbeat lands
 	<-left
 	time.Sleep(50 * time.Millisecond) // several more ticks of the heartbeat
 	cancel()
