@@ -352,7 +352,6 @@ func (d *DB) Ack(ctx context.Context, acks []chat.AckUpdate) error {
 	slices.SortFunc(merged, func(a, b chat.AckUpdate) int {
 		return cmp.Or(cmp.Compare(a.ThreadID, b.ThreadID), cmp.Compare(a.UserID, b.UserID))
 	})
-	db := d.gdb.WithContext(ctx)
 	if d.dialect == dialectPostgres {
 		// One call of ack_members (migration 0006) per chunk, in autocommit: the rows
 		// are locked for that call and its commit only, not across four round trips.
@@ -368,6 +367,7 @@ func (d *DB) Ack(ctx context.Context, acks []chat.AckUpdate) error {
 		}
 		return nil
 	}
+	db := d.gdb.WithContext(ctx)
 	for chunk := range slices.Chunk(merged, ackChunk) {
 		q, args := ackSQL(chunk)
 		if _, err := exec(db, q, args...); err != nil {
