@@ -25,7 +25,8 @@ import (
 // and then queued on that thread's row lock behind each other, one commit per batch of
 // one: a 100-member thread topped out near 700 messages a second. With one shard per
 // thread, what arrives while a batch commits is the next batch, so batches grow with
-// the load instead of the lock queue.
+// the load instead of the lock queue. The default is a single shard (see
+// Config.Committers): more shards split the queue and, with it, the batches.
 //
 // There are no committer goroutines: the sender that finds its shard idle commits on
 // its own goroutine (the leader), so a lone send crosses no goroutine hand-off. Senders
