@@ -35,3 +35,15 @@ func (d *DB) StoreBatch(ctx context.Context, ms []chat.NewMessage, bulk bool) ([
 
 // SetAckChunk makes this DB's PostgreSQL ack flushes go in calls of n acks.
 func (d *DB) SetAckChunk(n int) { d.ackChunk = n }
+
+// SeqScans returns how many sequential scans of table PostgreSQL has counted, this
+// connection's included (it forces their flush first): run it on a DB with
+// MaxOpenConns 1 to see the scans of the calls made before it.
+func (d *DB) SeqScans(ctx context.Context, table string) (int64, error) {
+	if _, err := d.sqlDB.ExecContext(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := d.sqlDB.QueryRowContext(ctx, `SELECT coalesce(seq_scan, 0) FROM pg_stat_user_tables WHERE relname = $1`, table).Scan(&n)
+	return n, err
+}
