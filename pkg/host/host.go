@@ -63,6 +63,9 @@ func New(cfg *config.Config, opts Options, log *slog.Logger) (*Host, error) {
 		opts.Hasher = password.New(cfg.BcryptCost)
 	}
 	m := metrics.New()
+	if opts.Redis != nil {
+		m.WatchRedisPipelines(opts.Redis.PipelineStats)
+	}
 	svc := chat.NewService(chat.ServiceConfig{
 		SessionTTL: cfg.SessionTTL,
 		Limits: chat.Limits{

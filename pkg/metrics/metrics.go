@@ -61,6 +61,17 @@ func New() *Metrics {
 	return m
 }
 
+// WatchRedisPipelines exports the counts of the hot path's shared Redis pipelines
+// (stats is redis.Store.PipelineStats): commands over pipelines is how many sends
+// shared each round trip, the figure that says whether batching is working under load.
+func (m *Metrics) WatchRedisPipelines(stats func() (pipelines, commands int64)) {
+	m.Registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_redis_pipelines_total", Help: "Pipelines the send path sent to Redis (rate limits and presence lookups of concurrent sends share them)."},
+			func() float64 { p, _ := stats(); return float64(p) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_redis_pipelined_commands_total", Help: "Commands those pipelines carried."},
+			func() float64 { _, c := stats(); return float64(c) }))
+}
+
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})

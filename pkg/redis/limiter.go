@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
 )
 
@@ -44,8 +45,17 @@ func (s *Store) bucket(ctx context.Context, key string, r float64, burst, n int,
 		if take {
 			takeArg = "1"
 		}
-		res, err := s.scripts.rateLimit.Run(ctx, s.rdb, []string{s.rateLimitKey(key)},
-			r, burst, n, now.UnixMilli(), takeArg).Int64Slice()
+		keys, args := []string{s.rateLimitKey(key)}, []any{r, burst, n, now.UnixMilli(), takeArg}
+		var cmd *goredis.Cmd
+		err := s.batch.do(ctx, 1, func(p goredis.Pipeliner) { cmd = s.scripts.rateLimit.EvalSha(ctx, p, keys, args...) })
+		if err == nil && noScript(cmd.Err()) {
+			// Redis lost its script cache (a restart): EVAL loads it again, once.
+			cmd = s.scripts.rateLimit.Eval(ctx, s.rdb, keys, args...)
+		}
+		var res []int64
+		if err == nil {
+			res, err = cmd.Int64Slice()
+		}
 		if err == nil && len(res) != 2 {
 			err = fmt.Errorf("ratelimit.lua answered %d values", len(res))
 		}

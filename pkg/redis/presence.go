@@ -154,12 +154,21 @@ func (s *Store) Lookup(ctx context.Context, userIDs []string) (map[string][]chat
 	}
 	// HVALS, not HGETALL: each value carries its conn_id, and a slice per user costs a
 	// fraction of a map per user on a lookup every message makes.
-	pipe := s.rdb.Pipeline()
+	// One pipeline with the lookups of every other send in flight on this host (batch).
 	cmds := make([]*goredis.StringSliceCmd, len(userIDs))
-	for i, u := range userIDs {
-		cmds[i] = pipe.HVals(ctx, s.presenceKey(u))
+	err := s.batch.do(ctx, len(userIDs), func(p goredis.Pipeliner) {
+		for i, u := range userIDs {
+			cmds[i] = p.HVals(ctx, s.presenceKey(u))
+		}
+	})
+	if err == nil {
+		for _, c := range cmds {
+			if err = c.Err(); err != nil {
+				break
+			}
+		}
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("look up presence of %d users: %w", len(userIDs), err)
 	}
 	// One backing array for every user's entries: a 100-member lookup made a hundred

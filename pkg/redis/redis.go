@@ -98,6 +98,10 @@ type Store struct {
 	log     *slog.Logger
 	scripts scripts
 
+	// batch carries the per-send commands (rate limit, presence lookup) of concurrent
+	// callers in shared pipelines.
+	batch *batcher
+
 	local *localLimiter
 	// limiterDownUntil (unix ns) is set after a Redis error in the limiter: until then
 	// it answers from local buckets without asking Redis, so a hung Redis costs one
@@ -123,6 +127,7 @@ func New(client goredis.UniversalClient, cfg Config, log *slog.Logger) *Store {
 		cfg:     cfg,
 		log:     log,
 		scripts: loadScripts(),
+		batch:   newBatcher(client, maxPipeline),
 		local:   newLocalLimiter(cfg.LocalMaxKeys),
 	}
 }

@@ -1,0 +1,178 @@
+package redis
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// batcher sends the hot-path commands of concurrent callers (every send's rate-limit
+// script and presence lookup) to Redis in one pipeline, one pipeline at a time: what
+// callers hand in while a pipeline is out is the next one. Each call to Redis costs the
+// host a write and a read system call and Redis as much again, whatever it carries,
+// so under load the calls, not the commands, are what the host and Redis spend their
+// time on. A lone caller is not delayed: with nothing out, its pipeline leaves at once.
+//
+// As in the PostgreSQL committer there is no batcher goroutine: the caller that finds
+// the batcher idle sends the pipeline on its own goroutine (the leader) and, when it is
+// answered, hands the lead to the oldest caller waiting.
+type batcher struct {
+	rdb goredis.UniversalClient
+	max int // commands per pipeline (soft: one caller's commands are never split)
+
+	mu   sync.Mutex
+	busy bool // a leader is running; then every request in q waits for a lead or an answer
+	q    []*batchReq
+
+	pipelines atomic.Int64
+	commands  atomic.Int64
+}
+
+// batchReq is one caller's commands.
+type batchReq struct {
+	ctx   context.Context
+	n     int
+	queue func(goredis.Pipeliner)
+	done  chan bool // buffered 1: true hands over the lead, false answers
+	err   error     // set before an answer: the caller's context ended before its commands went out
+	taken bool      // guarded by batcher.mu: in a pipeline or leading, so it can no longer leave q
+}
+
+// batchMaxWait bounds one pipeline when none of its callers has a deadline, so that a
+// hung Redis holds the callers queued behind it for at most this long (plus their own
+// pipeline), not for the client's full read timeout.
+const batchMaxWait = time.Second
+
+func newBatcher(rdb goredis.UniversalClient, max int) *batcher {
+	return &batcher{rdb: rdb, max: max}
+}
+
+// do has queue add n commands to the next pipeline and returns once that pipeline has
+// been answered; each command then holds its own result or error. It returns ctx's
+// error, and queue's commands were not sent, if ctx ended while the request waited its
+// turn; a request already in a pipeline waits for it, which is bounded by the earliest
+// deadline of that pipeline's callers.
+func (b *batcher) do(ctx context.Context, n int, queue func(goredis.Pipeliner)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r := &batchReq{ctx: ctx, n: n, queue: queue, done: make(chan bool, 1)}
+	b.mu.Lock()
+	b.q = append(b.q, r)
+	lead := !b.busy
+	if lead {
+		b.busy, r.taken = true, true
+	}
+	b.mu.Unlock()
+	for {
+		if lead {
+			b.lead()
+		}
+		select {
+		case lead = <-r.done:
+			if !lead {
+				return r.err
+			}
+			continue
+		case <-ctx.Done():
+		}
+		b.mu.Lock()
+		if !r.taken {
+			for i, x := range b.q {
+				if x == r {
+					b.q = append(b.q[:i], b.q[i+1:]...)
+					break
+				}
+			}
+			b.mu.Unlock()
+			return ctx.Err()
+		}
+		b.mu.Unlock()
+		if lead = <-r.done; !lead {
+			return r.err
+		}
+	}
+}
+
+// lead sends the oldest queued requests, the leader's own among them, as one pipeline,
+// then passes the lead on or marks the batcher idle.
+func (b *batcher) lead() {
+	b.mu.Lock()
+	n, cmds := 0, 0
+	for n < len(b.q) && (n == 0 || cmds+b.q[n].n <= b.max) {
+		b.q[n].taken = true
+		cmds += b.q[n].n
+		n++
+	}
+	batch := make([]*batchReq, n)
+	copy(batch, b.q)
+	clear(b.q[:n])
+	b.q = b.q[n:]
+	if len(b.q) == 0 {
+		b.q = nil // let a burst's backing array go
+	}
+	b.mu.Unlock()
+
+	b.run(batch)
+
+	b.mu.Lock()
+	if len(b.q) == 0 {
+		b.busy = false
+		b.mu.Unlock()
+		return
+	}
+	next := b.q[0]
+	next.taken = true
+	b.mu.Unlock()
+	next.done <- true
+}
+
+// run sends one pipeline and answers its requests. Requests whose caller already gave
+// up are answered with that error and left out.
+func (b *batcher) run(batch []*batchReq) {
+	live := batch[:0]
+	var deadline time.Time
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			r.done <- false
+			continue
+		}
+		live = append(live, r)
+		if d, ok := r.ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+			deadline = d
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	if deadline.IsZero() {
+		deadline = time.Now().Add(batchMaxWait)
+	}
+	// The pipeline is everyone's, so it runs on no caller's context, only until the
+	// earliest of their deadlines.
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	pipe := b.rdb.Pipeline()
+	cmds := 0
+	for _, r := range live {
+		r.queue(pipe)
+		cmds += r.n
+	}
+	_, _ = pipe.Exec(ctx) // each caller reads its own commands' errors
+	b.pipelines.Add(1)
+	b.commands.Add(int64(cmds))
+	for _, r := range live {
+		r.done <- false
+	}
+}
+
+// PipelineStats reports how many pipelines the hot path (rate-limit scripts and
+// presence lookups) has sent and how many commands they carried; their ratio is how
+// many callers' commands shared a round trip.
+func (s *Store) PipelineStats() (pipelines, commands int64) {
+	return s.batch.pipelines.Load(), s.batch.commands.Load()
+}
