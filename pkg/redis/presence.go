@@ -153,8 +153,8 @@ func (s *Store) Lookup(ctx context.Context, userIDs []string) (map[string][]chat
 		return out, nil
 	}
 	// HVALS, not HGETALL: each value carries its conn_id, and a slice per user costs a
-	// fraction of a map per user on a lookup every message makes.
-	// One pipeline with the lookups of every other send in flight on this host (batch).
+	// fraction of a map per user on a lookup every message makes. The commands go out
+	// in one pipeline with those of the other sends in flight on this host (batch.go).
 	cmds := make([]*goredis.StringSliceCmd, len(userIDs))
 	err := s.batch.do(ctx, len(userIDs), func(p goredis.Pipeliner) {
 		for i, u := range userIDs {
