@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchboard-chat/switchboard/pkg/batchq"
 	"github.com/switchboard-chat/switchboard/pkg/chat"
 )
 
@@ -43,13 +44,8 @@ type committer struct {
 	inflight sync.WaitGroup
 }
 
-// commitShard is one thread shard's queue. busy is true while some sender leads it;
-// then every request in q is waiting for a lead or an answer.
-type commitShard struct {
-	mu   sync.Mutex
-	busy bool
-	q    []*sendReq
-}
+// commitShard is one thread shard's queue.
+type commitShard = batchq.Queue[*sendReq]
 
 type sendReq struct {
 	ctx  context.Context
@@ -103,11 +99,7 @@ func (c *committer) submit(ctx context.Context, m chat.NewMessage) (chat.Stored,
 
 	sh := c.shard(m.ThreadID)
 	r := &sendReq{ctx: ctx, m: m, done: make(chan sendRes, 1)}
-	sh.mu.Lock()
-	sh.q = append(sh.q, r)
-	lead := !sh.busy
-	sh.busy = true
-	sh.mu.Unlock()
+	lead := sh.Join(r)
 	for {
 		if lead {
 			c.lead(sh)
@@ -123,28 +115,10 @@ func (c *committer) submit(ctx context.Context, m chat.NewMessage) (chat.Stored,
 // lead commits the oldest queued requests (the leader's own among them) and passes the
 // lead on, or marks the shard idle.
 func (c *committer) lead(sh *commitShard) {
-	sh.mu.Lock()
-	n := min(len(sh.q), c.max)
-	batch := make([]*sendReq, n)
-	copy(batch, sh.q)
-	clear(sh.q[:n])
-	sh.q = sh.q[n:]
-	if len(sh.q) == 0 {
-		sh.q = nil // let a burst's backing array go
+	c.commit(sh.Take(c.max, nil))
+	if next, ok := sh.Pass(); ok {
+		next.done <- sendRes{lead: true}
 	}
-	sh.mu.Unlock()
-
-	c.commit(batch)
-
-	sh.mu.Lock()
-	if len(sh.q) == 0 {
-		sh.busy = false
-		sh.mu.Unlock()
-		return
-	}
-	next := sh.q[0]
-	sh.mu.Unlock()
-	next.done <- sendRes{lead: true}
 }
 
 // errCommitterClosed answers a send made after Close.

@@ -2,11 +2,12 @@ package redis
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-chat/switchboard/pkg/batchq"
 )
 
 // batcher sends the hot-path commands of concurrent callers (every send's rate-limit
@@ -16,16 +17,13 @@ import (
 // so under load the calls, not the commands, are what the host and Redis spend their
 // time on. A lone caller is not delayed: with nothing out, its pipeline leaves at once.
 //
-// As in the PostgreSQL committer there is no batcher goroutine: the caller that finds
-// the batcher idle sends the pipeline on its own goroutine (the leader) and, when it is
-// answered, hands the lead to the oldest caller waiting.
+// As in the PostgreSQL committer there is no batcher goroutine (package batchq): the
+// caller that finds the batcher idle sends the pipeline on its own goroutine (the
+// leader) and, when it is answered, hands the lead to the oldest caller waiting.
 type batcher struct {
 	rdb goredis.UniversalClient
 	max int // commands per pipeline (soft: one caller's commands are never split)
-
-	mu   sync.Mutex
-	busy bool // a leader is running; then every request in q waits for a lead or an answer
-	q    []*batchReq
+	q   batchq.Queue[*batchReq]
 
 	pipelines atomic.Int64
 	commands  atomic.Int64
@@ -38,7 +36,6 @@ type batchReq struct {
 	queue func(goredis.Pipeliner)
 	done  chan bool // buffered 1: true hands over the lead, false answers
 	err   error     // set before an answer: the caller's context ended before its commands went out
-	taken bool      // guarded by batcher.mu: in a pipeline or leading, so it can no longer leave q
 }
 
 // batchMaxWait bounds one pipeline when none of its callers has a deadline, so that a
@@ -60,13 +57,7 @@ func (b *batcher) do(ctx context.Context, n int, queue func(goredis.Pipeliner)) 
 		return err
 	}
 	r := &batchReq{ctx: ctx, n: n, queue: queue, done: make(chan bool, 1)}
-	b.mu.Lock()
-	b.q = append(b.q, r)
-	lead := !b.busy
-	if lead {
-		b.busy, r.taken = true, true
-	}
-	b.mu.Unlock()
+	lead := b.q.Join(r)
 	for {
 		if lead {
 			b.lead()
@@ -79,18 +70,9 @@ func (b *batcher) do(ctx context.Context, n int, queue func(goredis.Pipeliner)) 
 			continue
 		case <-ctx.Done():
 		}
-		b.mu.Lock()
-		if !r.taken {
-			for i, x := range b.q {
-				if x == r {
-					b.q = append(b.q[:i], b.q[i+1:]...)
-					break
-				}
-			}
-			b.mu.Unlock()
+		if b.q.Leave(r) {
 			return ctx.Err()
 		}
-		b.mu.Unlock()
 		if lead = <-r.done; !lead {
 			return r.err
 		}
@@ -98,36 +80,12 @@ func (b *batcher) do(ctx context.Context, n int, queue func(goredis.Pipeliner)) 
 }
 
 // lead sends the oldest queued requests, the leader's own among them, as one pipeline,
-// then passes the lead on or marks the batcher idle.
+// then passes the lead on or leaves the batcher idle.
 func (b *batcher) lead() {
-	b.mu.Lock()
-	n, cmds := 0, 0
-	for n < len(b.q) && (n == 0 || cmds+b.q[n].n <= b.max) {
-		b.q[n].taken = true
-		cmds += b.q[n].n
-		n++
+	b.run(b.q.Take(b.max, func(r *batchReq) int { return r.n }))
+	if next, ok := b.q.Pass(); ok {
+		next.done <- true
 	}
-	batch := make([]*batchReq, n)
-	copy(batch, b.q)
-	clear(b.q[:n])
-	b.q = b.q[n:]
-	if len(b.q) == 0 {
-		b.q = nil // let a burst's backing array go
-	}
-	b.mu.Unlock()
-
-	b.run(batch)
-
-	b.mu.Lock()
-	if len(b.q) == 0 {
-		b.busy = false
-		b.mu.Unlock()
-		return
-	}
-	next := b.q[0]
-	next.taken = true
-	b.mu.Unlock()
-	next.done <- true
 }
 
 // run sends one pipeline and answers its requests. Requests whose caller already gave
