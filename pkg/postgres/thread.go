@@ -19,9 +19,9 @@ import (
 // under both dialects' limits on bound parameters.
 const memberInsertChunk = 500
 
-// ackChunk bounds the acks of one UPDATE statement (SQLite): its CASE is evaluated per
+// ackSQLiteChunk bounds the acks of one UPDATE statement (SQLite): its CASE is evaluated per
 // matched row, so the cost grows with the square of the chunk.
-const ackChunk = 100
+const ackSQLiteChunk = 100
 
 // ackPGChunk bounds the acks of one ack_members call: the rows one commit keeps locked
 // (DB.ackChunk overrides it, for tests).
@@ -368,7 +368,7 @@ func (d *DB) Ack(ctx context.Context, acks []chat.AckUpdate) error {
 		return nil
 	}
 	db := d.gdb.WithContext(ctx)
-	for chunk := range slices.Chunk(merged, ackChunk) {
+	for chunk := range slices.Chunk(merged, ackSQLiteChunk) {
 		q, args := ackSQL(chunk)
 		if _, err := exec(db, q, args...); err != nil {
 			return fmt.Errorf("ack %d memberships: %w", len(merged), err)
