@@ -114,24 +114,25 @@ func (h *Histogram) Quantile(q float64) int64 {
 	if q >= 1 {
 		return h.Max()
 	}
-	rank := uint64(math.Ceil(q * float64(n)))
-	if rank < 1 {
-		rank = 1
+	i := rankBucket(uint64(n), q, func(i int) uint64 { return h.counts[i].Load() })
+	if i < 0 {
+		return h.Max() // concurrent writers moved n ahead of the buckets
 	}
+	lo, hi := histBounds(i)
+	return min(max(lo+(hi-lo)/2, h.Min()), h.Max())
+}
+
+// rankBucket returns the bucket holding quantile q of n values counted by count, or -1
+// when the buckets hold fewer than the rank (a snapshot taken as writers add).
+func rankBucket(n uint64, q float64, count func(i int) uint64) int {
+	rank := max(1, uint64(math.Ceil(q*float64(n))))
 	var seen uint64
-	for i := range h.counts {
-		c := h.counts[i].Load()
-		if c == 0 {
-			continue
-		}
-		seen += c
-		if seen >= rank {
-			lo, hi := histBounds(i)
-			v := lo + (hi-lo)/2
-			return min(max(v, h.Min()), h.Max())
+	for i := range histBuckets {
+		if seen += count(i); seen >= rank {
+			return i
 		}
 	}
-	return h.Max() // concurrent writers moved n ahead of the buckets
+	return -1
 }
 
 // Summary is the reported shape of a histogram, in milliseconds.
@@ -208,29 +209,26 @@ func (h *Histogram) Counts(dst []uint64) []uint64 {
 func WindowQuantile(prev, cur []uint64, q float64) int64 {
 	var n uint64
 	for i := range cur {
-		n += cur[i] - prevAt(prev, i)
+		n += cur[i] - countAt(prev, i)
 	}
 	if n == 0 {
 		return 0
 	}
-	rank := max(1, uint64(math.Ceil(q*float64(n))))
-	var seen uint64
-	for i := range cur {
-		seen += cur[i] - prevAt(prev, i)
-		if seen >= rank {
-			lo, hi := histBounds(i)
-			if q >= 1 {
-				return hi
-			}
-			return lo + (hi-lo)/2
-		}
+	i := rankBucket(n, q, func(i int) uint64 { return countAt(cur, i) - countAt(prev, i) })
+	if i < 0 {
+		return 0
 	}
-	return 0
+	lo, hi := histBounds(i)
+	if q >= 1 {
+		return hi
+	}
+	return lo + (hi-lo)/2
 }
 
-func prevAt(prev []uint64, i int) uint64 {
-	if i < len(prev) {
-		return prev[i]
+// countAt is counts[i], or 0 past the end (no snapshot yet).
+func countAt(counts []uint64, i int) uint64 {
+	if i < len(counts) {
+		return counts[i]
 	}
 	return 0
 }
