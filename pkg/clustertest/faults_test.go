@@ -89,14 +89,7 @@ func TestFaultRedisUnreachable(t *testing.T) {
 	waitStreaming(t, f, 40)
 	<-time.After(3 * time.Second) // the rate before the cut, to compare with
 
-	// Before the cut, not after: a send in flight is answered unavailable the moment
-	// its connection drops, which can come before Cut returns, and such a send must
-	// count as in flight when the fault began (written before, answered after).
-	start := time.Now()
-	p.Cut()
-	<-time.After(outage)
-	p.Restore()
-	end := time.Now()
+	start, end := cutFor(p, outage)
 	// The first messages after the return are the ones at risk (every heartbeat in
 	// Redis is older than the host TTL then): send a few, then nothing more, so no
 	// later message can fill a gap they leave.
@@ -147,14 +140,7 @@ func TestFaultPostgresUnreachable(t *testing.T) {
 	f.run()
 	waitStreaming(t, f, 40)
 
-	// Before the cut, not after: a send in flight is answered unavailable the moment
-	// its connection drops, which can come before Cut returns, and such a send must
-	// count as in flight when the fault began (written before, answered after).
-	start := time.Now()
-	p.Cut()
-	<-time.After(outage)
-	p.Restore()
-	end := time.Now()
+	start, end := cutFor(p, outage)
 	// The first send written after the return that is answered sent.
 	var back time.Duration
 	CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
@@ -227,14 +213,7 @@ func TestFaultInternalLinkCut(t *testing.T) {
 	<-time.After(3 * time.Second) // the rate before the cut, to compare with
 	recorded := c.Hosts[0].Metric(t, `switchboard_handoffs_total{event="recorded"}`) + c.Hosts[2].Metric(t, `switchboard_handoffs_total{event="recorded"}`)
 
-	// Before the cut, not after: a send in flight is answered unavailable the moment
-	// its connection drops, which can come before Cut returns, and such a send must
-	// count as in flight when the fault began (written before, answered after).
-	start := time.Now()
-	p.Cut()
-	<-time.After(outage)
-	p.Restore()
-	end := time.Now()
+	start, end := cutFor(p, outage)
 	onH2 := func(d *device) bool { return d.all()[0].HostID == h2.ID }
 	r := f.finish(t, "internal-link-cut", start, end, 5*time.Second)
 	n, worst := f.lags(start, end, onH2)
@@ -647,4 +626,16 @@ func TestFaultRedisEmptyBeforeReregistration(t *testing.T) {
 	t.Logf("bob got seq %d %v after its sent (Redis restarted %v before)", m.Seq, got.Round(time.Millisecond), sent.Sub(restarted).Round(time.Millisecond))
 	logFault(t, faultResult{name: "redis-empty-before-reregistration", sentDuring: 1, dups: wireDups(b), recovery: got,
 		note: "(recovery: from sent until the connected receiver had it)"})
+}
+
+// cutFor cuts p for d and returns when the fault began and ended. The start is taken
+// before the cut, not after: a send in flight is answered unavailable the moment its
+// connection drops, which can come before Cut returns, and such a send must count as
+// in flight when the fault began (written before, answered after).
+func cutFor(p *Proxy, d time.Duration) (start, end time.Time) {
+	start = time.Now()
+	p.Cut()
+	<-time.After(d)
+	p.Restore()
+	return start, time.Now()
 }
