@@ -241,7 +241,9 @@ func cookieNamed(r reply, name string) *http.Cookie {
 // refuses a foreign Origin too.
 func TestForeignOriginRefused(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, 1, map[string]string{"CHAT_ALLOWED_ORIGINS": "https://chat.example.com"})
+	// Every case sends as alice on a fresh thread: about 50 sends in a second or two,
+	// past the default burst of 40 on a fast machine. The send limit has its own test.
+	s := newStack(t, 1, map[string]string{"CHAT_ALLOWED_ORIGINS": "https://chat.example.com", "CHAT_LIMIT_SEND_BURST": "100000"})
 	h := s.h()
 	alice, bob := h.newUser(t, "alice"), h.newUser(t, "bob")
 	foreign := []string{"https://evil.example", "null", "http://127.0.0.1:1", "http://" + h.Addr + ".evil.example", "https://chat.example.com.evil.example", "file://"}
