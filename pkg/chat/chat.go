@@ -74,6 +74,9 @@ type Host struct {
 	Instance      string    `json:"instance"`
 	StartedAt     time.Time `json:"started_at"`
 	LastHeartbeat time.Time `json:"last_heartbeat"`
+	// DeliverBatch: the host takes several messages in one deliver call (the batch
+	// form of PROTOCOL.md section 5). Others get one call per message.
+	DeliverBatch bool `json:"deliver_batch,omitempty"`
 }
 
 // Membership is one member's position in one thread, as catch-up and `chatctl pending`

@@ -85,6 +85,8 @@ type Deliverer struct {
 
 	flightsMu sync.Mutex
 	flights   map[string]*lookupFlight // by thread id: the latest lookup in flight
+
+	lanes sync.Map // host id -> *lane: deliveries waiting for a call to that host (lane.go)
 }
 
 // hostRetryAfter is how long a host whose delivery failed is handed its messages
@@ -223,7 +225,7 @@ func (d *Deliverer) work() {
 	for {
 		select {
 		case c := <-d.jobs:
-			r := d.do(c)
+			r := d.call(c)
 			if c.result != nil {
 				c.result <- r
 			}
@@ -475,7 +477,7 @@ func (d *Deliverer) DeliverMessage(ctx context.Context, st chat.Stored, exceptCo
 			}
 		}
 		if inline != nil {
-			inline.result <- d.do(inline)
+			inline.result <- d.call(inline)
 		}
 		var gone []chat.Connection
 		for _, c := range calls {

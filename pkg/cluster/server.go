@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
@@ -15,23 +16,45 @@ func NewInternalHandler(hub localHub, signer *Signer, enablePprof bool, log *slo
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+PathDeliver, func(w http.ResponseWriter, r *http.Request) {
 		data, err := requestBody(r)
-		var b deliverRequest
+		var (
+			reqs  []deliverRequest
+			batch bool
+		)
 		if err == nil {
-			b, err = decodeDeliverBody(data)
+			reqs, batch, err = decodeDeliverRequests(data)
 		}
-		if err != nil || (b.Message == nil) == (b.Typing == nil) {
-			writeError(w, http.StatusBadRequest, chat.EInvalid, "want {message or typing, recipients}")
+		for _, b := range reqs {
+			if err == nil && (b.Message == nil) == (b.Typing == nil) {
+				err = errors.New("neither or both of message and typing")
+			}
+		}
+		if err != nil {
+			// Checked before any socket is written: a bad batch delivers nothing.
+			writeError(w, http.StatusBadRequest, chat.EInvalid, "want {message or typing, recipients} or {batch: [...]}")
 			return
 		}
-		var res []chat.DeliveryResult
-		if b.Message != nil {
-			res = hub.DeliverMessage(r.Context(), b.Message, b.Recipients, "")
-		} else {
-			res = hub.DeliverTyping(b.Typing.ThreadID, b.Typing.UserID, b.Recipients, "")
+		out := make([]byte, 0, 16+len(data)/2)
+		if batch {
+			out = append(out, `{"batch":[`...)
+		}
+		for i, b := range reqs {
+			var res []chat.DeliveryResult
+			if b.Message != nil {
+				res = hub.DeliverMessage(r.Context(), b.Message, b.Recipients, "")
+			} else {
+				res = hub.DeliverTyping(b.Typing.ThreadID, b.Typing.UserID, b.Recipients, "")
+			}
+			if i > 0 {
+				out = append(out, ',')
+			}
+			out = appendAnswer(out, res)
+		}
+		if batch {
+			out = append(out, "]}"...)
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(appendAnswer(make([]byte, 0, 16+len(res)*110), res))
+		_, _ = w.Write(out)
 	})
 	mux.HandleFunc("POST "+PathDisconnect, func(w http.ResponseWriter, r *http.Request) {
 		var b struct {

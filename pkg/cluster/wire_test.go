@@ -111,7 +111,25 @@ func FuzzDecodeDeliverBody(f *testing.F) {
 	f.Add(string(appendDeliverBody(nil, msgJSON, []chat.Recipient{{UserID: "u", ConnIDs: []string{"a", "b"}}, {UserID: "v"}})))
 	f.Add(`{"message":{"id":"a"},"recipients":[{"user_id":"u","conn_ids":[]}]}`)
 	f.Add(`{"results":[{"user_id":"u","conn_id":"c","status":"delivered"}]}`)
+	f.Add(`{"batch":[{"results":[]},{"message":{"id":"a"},"recipients":[]}]}`)
 	f.Fuzz(func(t *testing.T, s string) {
+		if items, ok := scanBatch([]byte(s)); ok {
+			var want struct {
+				Batch []json.RawMessage `json:"batch"`
+			}
+			// The scanner only delimits: where encoding/json reads the batch, the two
+			// must find the same elements.
+			if err := json.Unmarshal([]byte(s), &want); err == nil {
+				if len(items) != len(want.Batch) {
+					t.Fatalf("%q: scanner %d elements, encoding/json %d", s, len(items), len(want.Batch))
+				}
+				for i := range items {
+					if string(items[i]) != string(want.Batch[i]) {
+						t.Fatalf("%q: element %d scanned %q, encoding/json %q", s, i, items[i], want.Batch[i])
+					}
+				}
+			}
+		}
 		if got, ok := scanDeliverBody([]byte(s)); ok {
 			var want deliverRequest
 			if err := json.Unmarshal([]byte(s), &want); err != nil {

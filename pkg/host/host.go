@@ -103,7 +103,7 @@ func New(cfg *config.Config, opts Options, log *slog.Logger) (*Host, error) {
 		_, port, _ := net.SplitHostPort(internalLn.Addr().String())
 		cfg.InternalURL = strings.TrimSuffix(cfg.InternalURL, "0") + port
 	}
-	self := chat.Host{HostID: cfg.HostID, InternalURL: cfg.InternalURL, Instance: chat.NewID(), StartedAt: time.Now().UTC()}
+	self := chat.Host{HostID: cfg.HostID, InternalURL: cfg.InternalURL, Instance: chat.NewID(), StartedAt: time.Now().UTC(), DeliverBatch: true}
 	dir := cluster.NewDirectory(self, cfg.HostTTL)
 	reg := cluster.NewRegistry(opts.Redis, dir, log)
 	acks := chat.NewAckBuffer(opts.DB, 200*time.Millisecond, 0, log)

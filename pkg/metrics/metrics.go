@@ -25,6 +25,7 @@ type Metrics struct {
 	Deliveries    *prometheus.CounterVec // result: local, remote, not_connected, failed, stale
 	DeliverTime   prometheus.Histogram   // whole fan-out of one message
 	InternalCall  *prometheus.HistogramVec
+	DeliverBatch  prometheus.Histogram // messages per deliver call to a host that takes batches
 	InternalRetry prometheus.Counter
 	SlowClosed    prometheus.Counter
 	Stage         *prometheus.HistogramVec // stage of the send path
@@ -50,12 +51,13 @@ func New() *Metrics {
 	m.Deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_deliveries_total", Help: "Per-connection deliveries by result: local, remote, not_connected, failed, stale."}, []string{"result"})
 	m.DeliverTime = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchboard_deliver_seconds", Help: "Fan-out of one message to every host, from presence lookup to the last ack.", Buckets: latency})
 	m.InternalCall = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "switchboard_internal_call_seconds", Help: "Host-to-host calls by path and outcome.", Buckets: latency}, []string{"path", "outcome"})
+	m.DeliverBatch = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchboard_deliver_batch_messages", Help: "Messages carried by each deliver call to a host that takes batches (concurrent sends to one host share a call).", Buckets: []float64{1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64}})
 	m.InternalRetry = prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_internal_retries_total", Help: "Retried host-to-host calls."})
 	m.SlowClosed = prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_ws_slow_closed_total", Help: "Sockets closed with 1013 because their send queue filled or a write timed out."})
 	m.Stage = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "switchboard_send_stage_seconds", Help: "Time of each stage of the send path: validate, store, presence, local, remote, write.", Buckets: latency}, []string{"stage"})
 	m.Handoffs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_handoffs_total", Help: "Missed hand-offs recorded for other hosts, and repaired here."}, []string{"event"})
 	m.Closes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_ws_closes_total", Help: "Sockets closed by the server, by close code."}, []string{"code"})
-	for _, c := range []prometheus.Collector{m.HTTPRequests, m.HTTPDuration, m.Connections, m.FramesIn, m.FramesOut, m.Sends, m.Deliveries, m.DeliverTime, m.InternalCall, m.InternalRetry, m.SlowClosed, m.Stage, m.Handoffs, m.Closes} {
+	for _, c := range []prometheus.Collector{m.HTTPRequests, m.HTTPDuration, m.Connections, m.FramesIn, m.FramesOut, m.Sends, m.Deliveries, m.DeliverTime, m.InternalCall, m.DeliverBatch, m.InternalRetry, m.SlowClosed, m.Stage, m.Handoffs, m.Closes} {
 		f(c)
 	}
 	return m
