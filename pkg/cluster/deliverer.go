@@ -86,7 +86,8 @@ type Deliverer struct {
 	flightsMu sync.Mutex
 	flights   map[string]*lookupFlight // by thread id: the latest lookup in flight
 
-	lanes sync.Map // host id -> *lane: deliveries waiting for a call to that host (lane.go)
+	lanesMu sync.Mutex
+	lanes   map[string]*lane // by host id: deliveries waiting for a call to that host (lane.go)
 }
 
 // hostRetryAfter is how long a host whose delivery failed is handed its messages

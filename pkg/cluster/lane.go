@@ -49,11 +49,17 @@ type laneItem struct {
 // lane returns the lane of a host, making it on first use (hosts are few and come
 // back under the same id, so lanes are never removed).
 func (d *Deliverer) lane(hostID string) *lane {
-	if l, ok := d.lanes.Load(hostID); ok {
-		return l.(*lane)
+	d.lanesMu.Lock()
+	defer d.lanesMu.Unlock()
+	l := d.lanes[hostID]
+	if l == nil {
+		if d.lanes == nil {
+			d.lanes = map[string]*lane{}
+		}
+		l = &lane{}
+		d.lanes[hostID] = l
 	}
-	l, _ := d.lanes.LoadOrStore(hostID, &lane{})
-	return l.(*lane)
+	return l
 }
 
 // call makes one deliver call for c (a message's body to one host) and returns its
