@@ -253,7 +253,7 @@ func (d *Deliverer) do(c *call) callResult {
 		return callResult{err: err}
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxInternalBody))
+	body, err := readBody(resp.Body, resp.ContentLength, maxInternalBody)
 	d.metrics.InternalCall.WithLabelValues(c.path, fmt.Sprint(resp.StatusCode)).Observe(time.Since(start).Seconds())
 	return callResult{status: resp.StatusCode, body: body, err: err}
 }

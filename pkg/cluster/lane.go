@@ -170,7 +170,7 @@ func scanBatch(data []byte) ([][]byte, bool) {
 	rest := s[len(`{"batch":[`) : len(s)-2]
 	var items [][]byte
 	for len(rest) > 0 && rest[0] == '{' {
-		end, ok := objectEnd(string(rest))
+		end, ok := objectEnd(rest)
 		if !ok {
 			return nil, false
 		}

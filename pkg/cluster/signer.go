@@ -91,7 +91,7 @@ const maxInternalBody = 4 << 20
 // bad_signature, before the handler runs; the body is read once and handed on.
 func (s *Signer) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxInternalBody+1))
+		body, err := readBody(r.Body, r.ContentLength, maxInternalBody+1)
 		if err != nil || len(body) > maxInternalBody {
 			writeError(w, http.StatusRequestEntityTooLarge, "too_large", "body too large")
 			return

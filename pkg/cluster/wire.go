@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"strings"
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
@@ -134,8 +135,8 @@ func scanDeliverBody(data []byte) (b deliverRequest, ok bool) {
 }
 
 // objectEnd returns the index just past the JSON object at the start of s, honouring
-// strings and escapes.
-func objectEnd(s string) (int, bool) {
+// strings and escapes. It takes bytes too, so a batch is split without copying it.
+func objectEnd[T string | []byte](s T) (int, bool) {
 	depth, inStr := 0, false
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -256,4 +257,16 @@ func scanAnswer(s string) ([]chat.DeliveryResult, bool) {
 		s = s[1:]
 	}
 	return res, true
+}
+
+// readBody reads at most limit bytes of r into a buffer sized from the declared length
+// (size, -1 when unknown): io.ReadAll grows from 512 bytes, and a batch's body or
+// answer is tens of KB.
+func readBody(r io.Reader, size, limit int64) ([]byte, error) {
+	if size < 0 || size > limit {
+		size = 0
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
+	_, err := buf.ReadFrom(io.LimitReader(r, limit))
+	return buf.Bytes(), err
 }
