@@ -288,7 +288,7 @@ quick)
 	;;
 full)
 	bench oneone oneone --rate 1000 --duration 10s "${FLOOR[@]}"
-	bench ramp ramp --rates 500,1000,1500,2000,2500,3000,5000,7500,10000 --step 5s
+	bench ramp ramp --rates 500,1000,1500,2000,2500,3000,3500,4000,4500,5000,6000,7500,10000 --step 5s
 	# 100 members get 99 deliveries a message: 1,000 msg/s tops out at 99,000/s, so the
 	# >= 100,000/s target needs a second run past it (1,100 msg/s = 108,900/s).
 	bench fanout fanout --members 100 --rate 1000 --duration 10s

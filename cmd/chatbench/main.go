@@ -230,7 +230,7 @@ func parseOptions(scenario string, args []string, stderr io.Writer) (*options, e
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write chatbench's own CPU profile here (is the generator efficient?)")
 	fs.DurationVar(&o.backoffBase, "backoff-base", 250*time.Millisecond, "reconnect backoff: full jitter in [0, min(cap, base*2^attempt)]")
 	fs.DurationVar(&o.backoffCap, "backoff-cap", 5*time.Second, "reconnect backoff cap")
-	rates := fs.String("rates", "500,1000,1500,2000,2500,3000,5000,7500,10000", "ramp: offered rates, in order")
+	rates := fs.String("rates", "500,1000,1500,2000,2500,3000,3500,4000,4500,5000,6000,7500,10000", "ramp: offered rates, in order")
 	fs.DurationVar(&o.step, "step", 5*time.Second, "ramp: duration of each rate")
 	fs.DurationVar(&o.maxP99, "max-p99", 50*time.Millisecond, "ramp: a rate is held while p99 stays at or below this (and nothing is lost)")
 	fs.IntVar(&o.members, "members", 100, "fanout: members of the thread")
