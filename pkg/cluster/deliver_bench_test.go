@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,4 +62,46 @@ func BenchmarkDeliverHandler(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(hub.n)/float64(b.N), "deliveries/op")
+}
+
+// BenchmarkDeliverHandlerOneToOne compares the receiving side of 16 one-to-one
+// messages (one recipient, one socket each) arriving as 16 calls and as one batch, the
+// form concurrent sends to a host share under load.
+func BenchmarkDeliverHandlerOneToOne(b *testing.B) {
+	const n = 16
+	signer := cluster.NewSigner("0123456789abcdef0123456789abcdef")
+	var items []string
+	for range n {
+		msg := chat.Message{ID: chat.NewID(), ThreadID: chat.NewID(), Seq: 42, SenderID: chat.NewID(), ClientMsgID: "c-1",
+			Body: "a message of a typical length, some sixty bytes or so, ok?", CreatedAt: time.Now().UTC()}
+		body, _ := json.Marshal(map[string]any{"message": msg, "recipients": []chat.Recipient{{UserID: chat.NewID(), ConnIDs: []string{chat.NewID()}}}})
+		items = append(items, string(body))
+	}
+	run := func(b *testing.B, bodies [][]byte) {
+		hub := &countingHub{}
+		h := cluster.NewInternalHandler(hub, signer, false, slog.New(slog.DiscardHandler))
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, body := range bodies {
+				req := httptest.NewRequest(http.MethodPost, cluster.PathDeliver, bytes.NewReader(body))
+				signer.SignRequest(req, body)
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, req)
+				if w.Code != http.StatusOK {
+					b.Fatalf("status %d: %s", w.Code, w.Body)
+				}
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(hub.n), "ns/delivery")
+	}
+	b.Run("calls=16", func(b *testing.B) {
+		var bodies [][]byte
+		for _, it := range items {
+			bodies = append(bodies, []byte(it))
+		}
+		run(b, bodies)
+	})
+	b.Run("batch=16", func(b *testing.B) {
+		run(b, [][]byte{[]byte(`{"batch":[` + strings.Join(items, ",") + `]}`)})
+	})
 }
