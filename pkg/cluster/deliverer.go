@@ -226,7 +226,7 @@ func (d *Deliverer) work() {
 	for {
 		select {
 		case c := <-d.jobs:
-			r := d.call(c)
+			r := d.callHost(c)
 			if c.result != nil {
 				c.result <- r
 			}
@@ -478,7 +478,7 @@ func (d *Deliverer) DeliverMessage(ctx context.Context, st chat.Stored, exceptCo
 			}
 		}
 		if inline != nil {
-			inline.result <- d.call(inline)
+			inline.result <- d.callHost(inline)
 		}
 		var gone []chat.Connection
 		for _, c := range calls {

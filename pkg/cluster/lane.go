@@ -63,9 +63,9 @@ func (d *Deliverer) lane(hostID string) *lane {
 	return l
 }
 
-// call makes one deliver call for c (a message's body to one host) and returns its
-// answer: through the host's lane when the host takes batches, else on its own.
-func (d *Deliverer) call(c *call) callResult {
+// callHost makes one deliver call for c (a message's body to one host) and returns
+// its answer: through the host's lane when the host takes batches, else on its own.
+func (d *Deliverer) callHost(c *call) callResult {
 	if !c.host.DeliverBatch || c.path != PathDeliver {
 		return d.do(c)
 	}
@@ -154,11 +154,16 @@ func splitBatch(data []byte) ([][]byte, error) {
 	if b.Batch == nil {
 		return nil, errors.New(`want {"batch":[...]}`)
 	}
-	items := make([][]byte, len(b.Batch))
-	for i, raw := range b.Batch {
-		items[i] = raw
+	return rawItems(b.Batch), nil
+}
+
+// rawItems views encoding/json's elements as byte slices, without copying.
+func rawItems(raw []json.RawMessage) [][]byte {
+	items := make([][]byte, len(raw))
+	for i, r := range raw {
+		items[i] = r
 	}
-	return items, nil
+	return items
 }
 
 // scanBatch splits {"batch":[{...},{...}]} written with no spaces; the objects are
@@ -189,26 +194,25 @@ func scanBatch(data []byte) ([][]byte, bool) {
 }
 
 // decodeDeliverRequests reads a deliver body, single or batch (then batch is true):
-// the scanners for what this package writes, encoding/json for any other valid form.
+// the scanners for what this package writes, else encoding/json, once, for any other
+// valid form.
 func decodeDeliverRequests(data []byte) (reqs []deliverRequest, batch bool, err error) {
-	if !bytes.HasPrefix(data, []byte(`{"batch":[`)) {
+	items, ok := scanBatch(data)
+	if !ok {
 		if b, ok := scanDeliverBody(data); ok {
 			return []deliverRequest{b}, false, nil
 		}
-		var probe struct {
-			Batch json.RawMessage `json:"batch"`
+		var v struct {
+			deliverRequest
+			Batch []json.RawMessage `json:"batch"`
 		}
-		if err := json.Unmarshal(data, &probe); err != nil {
+		if err := json.Unmarshal(data, &v); err != nil {
 			return nil, false, err
 		}
-		if probe.Batch == nil {
-			b, err := decodeDeliverBody(data)
-			return []deliverRequest{b}, false, err
+		if v.Batch == nil {
+			return []deliverRequest{v.deliverRequest}, false, nil
 		}
-	}
-	items, err := splitBatch(data)
-	if err != nil {
-		return nil, true, err
+		items = rawItems(v.Batch)
 	}
 	if len(items) == 0 {
 		return nil, true, errors.New("empty batch")
