@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"time"
 )
 
 // Frames are parsed with a small scanner for the two hot shapes (`message` and
@@ -258,4 +259,16 @@ func fingerprint(id []byte) uint64 {
 		h *= 1099511628211
 	}
 	return h
+}
+
+// wireMsg mirrors the contract's message object (PROTOCOL.md section 2), field order
+// as the server writes it: the tests' frames and the reference encode (report.go).
+type wireMsg struct {
+	ID          string    `json:"id"`
+	ThreadID    string    `json:"thread_id"`
+	Seq         int64     `json:"seq"`
+	SenderID    string    `json:"sender_id"`
+	ClientMsgID string    `json:"client_msg_id"`
+	Body        string    `json:"body"`
+	CreatedAt   time.Time `json:"created_at"`
 }

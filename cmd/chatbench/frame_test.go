@@ -7,18 +7,6 @@ import (
 	"time"
 )
 
-// wireMsg mirrors the contract's message object (PROTOCOL.md section 2), field order
-// as the server writes it.
-type wireMsg struct {
-	ID          string    `json:"id"`
-	ThreadID    string    `json:"thread_id"`
-	Seq         int64     `json:"seq"`
-	SenderID    string    `json:"sender_id"`
-	ClientMsgID string    `json:"client_msg_id"`
-	Body        string    `json:"body"`
-	CreatedAt   time.Time `json:"created_at"`
-}
-
 func TestParseFrame(t *testing.T) {
 	t.Parallel()
 	m := wireMsg{ID: "0190aaaa-0000-7000-8000-000000000001", ThreadID: "0190bbbb-0000-7000-8000-000000000002", Seq: 42,

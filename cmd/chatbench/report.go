@@ -43,6 +43,10 @@ type Result struct {
 		Utilization    float64 `json:"utilization"` // busy / (seconds * CPUs)
 		Load1Start     float64 `json:"load1_start"`
 		Load1End       float64 `json:"load1_end"`
+		// CPUPressure is the share of the run during which some runnable task waited
+		// for a CPU (Linux PSI, /proc/pressure/cpu "some"): contention that busy CPU
+		// time alone does not show. Absent where the kernel has no PSI.
+		CPUPressure *float64 `json:"cpu_pressure,omitempty"`
 	} `json:"system"`
 	Generator struct {
 		CPUSeconds  float64          `json:"cpu_seconds"`
@@ -54,6 +58,7 @@ type Result struct {
 	b     *bench
 	start time.Time
 	busy0 float64
+	psi0  float64 // CPU pressure "some" total at the start, µs; < 0 without PSI
 }
 
 // Target is one line of issue 6's table: what must be reached and what was.
@@ -75,6 +80,10 @@ type Machine struct {
 	Kernel   string `json:"kernel,omitempty"`
 	MemoryMB int64  `json:"memory_mb,omitempty"`
 	Go       string `json:"go"`
+	// RefEncodeUS is how long one core took to JSON-encode a reference message frame
+	// at the start of the run (best of five rounds). The same VM type was 1.1 µs one
+	// day and 2.0 the next, so results compare only at a similar speed.
+	RefEncodeUS float64 `json:"ref_encode_us,omitempty"`
 }
 
 // LoadResult is one open-loop phase (a whole oneone/fanout run, or a ramp step).
@@ -103,8 +112,10 @@ type LoadResult struct {
 }
 
 func newResult(b *bench) *Result {
-	r := &Result{Scenario: b.opt.scenario, Started: time.Now().UTC(), Machine: machine(), Targets: b.targets,
-		Params: map[string]any{}, b: b, start: time.Now(), busy0: busyCPUSeconds()}
+	m := machine()
+	m.RefEncodeUS = refEncodeMicros()
+	r := &Result{Scenario: b.opt.scenario, Started: time.Now().UTC(), Machine: m, Targets: b.targets,
+		Params: map[string]any{}, b: b, start: time.Now(), busy0: busyCPUSeconds(), psi0: cpuPressureMicros()}
 	r.System.Load1Start = load1()
 	return r
 }
@@ -116,6 +127,10 @@ func (r *Result) finish() {
 		r.System.Utilization = r.System.BusyCPUSeconds / (r.Seconds * float64(r.Machine.CPUs))
 	}
 	r.System.Load1End = load1()
+	if psi1 := cpuPressureMicros(); r.psi0 >= 0 && psi1 >= r.psi0 && r.Seconds > 0 {
+		p := min(1, (psi1-r.psi0)/(r.Seconds*1e6))
+		r.System.CPUPressure = &p
+	}
 	for i := range r.Targets6 {
 		if math.IsNaN(r.Targets6[i].Measured) || math.IsInf(r.Targets6[i].Measured, 0) {
 			r.Targets6[i].Measured, r.Targets6[i].Met = 0, false
@@ -207,6 +222,66 @@ func busyCPUSeconds() float64 {
 	return busy / 100
 }
 
+// cpuPressureMicros is the kernel's running total of time, in µs, during which some
+// runnable task waited for a CPU; -1 when there is no /proc/pressure/cpu.
+func cpuPressureMicros() float64 {
+	data, err := os.ReadFile("/proc/pressure/cpu")
+	if err != nil {
+		return -1
+	}
+	return parsePressureTotal(string(data))
+}
+
+// parsePressureTotal reads total= of the "some" line of a PSI file; -1 if absent.
+func parsePressureTotal(text string) float64 {
+	for line := range strings.Lines(text) {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "some" {
+			continue
+		}
+		for _, kv := range f[1:] {
+			if v, ok := strings.CutPrefix(kv, "total="); ok {
+				var n float64
+				if _, err := fmt.Sscanf(v, "%g", &n); err == nil {
+					return n
+				}
+			}
+		}
+	}
+	return -1
+}
+
+// refFrame is shaped like a `message` frame of the contract; only its encoding cost
+// matters.
+type refFrame struct {
+	Type    string  `json:"type"`
+	Message wireMsg `json:"message"`
+}
+
+// refEncodeMicros measures the machine's speed right now: µs per json.Marshal of a
+// refFrame, the best of five rounds of 2,000 (about 20 ms in all), so a moment of
+// contention does not count as slowness.
+func refEncodeMicros() float64 {
+	var f refFrame
+	f.Type = "message"
+	f.Message.ID, f.Message.ThreadID = "01890000-0000-7000-8000-000000000001", "01890000-0000-7000-8000-0000000000a1"
+	f.Message.SenderID, f.Message.ClientMsgID = "01890000-0000-7000-8000-00000000000a", "6f1c3a9e-2b7d-4c1e-9f0a-1b2c3d4e5f60"
+	f.Message.Seq, f.Message.Body = 123456, strings.Repeat("a typical chat message ", 4)
+	f.Message.CreatedAt = time.Date(2026, 11, 27, 5, 0, 0, 123456789, time.UTC)
+	const n = 2000
+	best := math.Inf(1)
+	for range 5 {
+		start := time.Now()
+		for range n {
+			if _, err := json.Marshal(&f); err != nil {
+				return 0
+			}
+		}
+		best = min(best, float64(time.Since(start).Microseconds())/n)
+	}
+	return best
+}
+
 func load1() float64 {
 	data, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
@@ -242,7 +317,11 @@ func (m Machine) String() string {
 	if m.Kernel != "" {
 		s += ", Linux " + m.Kernel
 	}
-	return s + ", host " + m.Hostname
+	s += ", host " + m.Hostname
+	if m.RefEncodeUS > 0 {
+		s += fmt.Sprintf("; reference encode %.2f µs", m.RefEncodeUS)
+	}
+	return s
 }
 
 // ---- printing --------------------------------------------------------------------
@@ -301,8 +380,12 @@ func (r *Result) print(w io.Writer) {
 	if r.Server != nil {
 		hostCPU = r.Server.CPUSeconds
 	}
-	fmt.Fprintf(w, "machine busy: %.0f%% of %d CPUs over %.1fs (%.1f CPU-s: hosts %.1f during the load, generator %.1f, the rest is the stores and anything else); load average %.1f -> %.1f\n",
+	fmt.Fprintf(w, "machine busy: %.0f%% of %d CPUs over %.1fs (%.1f CPU-s: hosts %.1f during the load, generator %.1f, the rest is the stores and anything else); load average %.1f -> %.1f",
 		100*r.System.Utilization, r.Machine.CPUs, r.Seconds, r.System.BusyCPUSeconds, hostCPU, r.Generator.CPUSeconds, r.System.Load1Start, r.System.Load1End)
+	if p := r.System.CPUPressure; p != nil {
+		fmt.Fprintf(w, "; something waited for a CPU %.0f%% of the time", 100**p)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "generator: %.1f CPU-s", r.Generator.CPUSeconds)
 	if r.Generator.Disconnects > 0 {
 		fmt.Fprintf(w, ", %d disconnects", r.Generator.Disconnects)

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParsePressureTotal(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want float64
+	}{
+		{"some avg10=36.10 avg60=29.55 avg300=30.11 total=418366877\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n", 418366877},
+		// Only "some" counts: "full" (every task stalled) is 0 for CPUs on most kernels.
+		{"full avg10=1.00 avg60=0.00 avg300=0.00 total=99\nsome avg10=0.00 avg60=0.00 avg300=0.00 total=7\n", 7},
+		{"", -1},
+		{"some avg10=0.00 avg60=0.00 avg300=0.00\n", -1},
+		{"some total=x\n", -1},
+	} {
+		if got := parsePressureTotal(tc.in); got != tc.want {
+			t.Errorf("parsePressureTotal(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+// The reference encode is a speed, so it must be a plausible one: positive, finite,
+// and nowhere near the 20 ms the whole measurement takes.
+func TestRefEncodeMicros(t *testing.T) {
+	start := time.Now()
+	us := refEncodeMicros()
+	took := time.Since(start)
+	if !(us > 0) || math.IsInf(us, 0) || us > 1000 {
+		t.Fatalf("refEncodeMicros = %v µs", us)
+	}
+	t.Logf("reference encode %.2f µs (measured in %v)", us, took)
+	if took > 5*time.Second {
+		t.Errorf("measuring took %v", took)
+	}
+}
+
+// A summary names, for each run, the machine's speed and how contended it was, and a
+// run from before those were recorded shows dashes rather than zeros.
+func TestMarkdownShowsTheMachineOfEachRun(t *testing.T) {
+	m := machine()
+	m.Model, m.CPUs, m.RefEncodeUS = "Test CPU", 2, 1.87
+	p := 0.36
+	fast := &Result{Scenario: "oneone", Machine: m, Params: map[string]any{}, Pass: true}
+	fast.System.Utilization, fast.System.CPUPressure = 0.87, &p
+	old := &Result{Scenario: "idle", Machine: machine(), Params: map[string]any{}, Pass: true}
+	text := markdown(Matrix{Generated: time.Now().UTC(), Machine: m}, []*Result{fast, old})
+	for _, want := range []string{
+		"Machine: 2 CPU Test CPU", "reference encode 1.87 µs",
+		"| oneone | 1.87 | 87 % | 36 % |",
+		"| idle | - | 0 % | - |",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("summary lacks %q:\n%s", want, text)
+		}
+	}
+}
