@@ -353,15 +353,22 @@ func (d *DB) Ack(ctx context.Context, acks []chat.AckUpdate) error {
 		return cmp.Or(cmp.Compare(a.ThreadID, b.ThreadID), cmp.Compare(a.UserID, b.UserID))
 	})
 	if d.dialect == dialectPostgres {
-		// One call of ack_members (migration 0006) per chunk, in autocommit: the rows
-		// are locked for that call and its commit only, not across four round trips.
+		// One call of ack_members_nowait (migration 0009) per chunk, in autocommit: it
+		// applies what it can lock at once and never waits for a send that holds a row
+		// (every send moves the sender's read mark in the same rows), so a flush never
+		// queues behind sends and sends never queue behind a long flush. The few rows
+		// it skipped then go to ack_members (0006), which waits for them.
+		var busy []chat.AckUpdate
 		for chunk := range slices.Chunk(merged, cmp.Or(d.ackChunk, ackPGChunk)) {
-			threads, users, seqs := make([]string, len(chunk)), make([]string, len(chunk)), make([]string, len(chunk))
-			for i, a := range chunk {
-				threads[i], users[i], seqs[i] = a.ThreadID, a.UserID, strconv.FormatInt(a.Seq, 10)
+			skipped, err := d.ackNowait(ctx, chunk)
+			if err != nil {
+				return fmt.Errorf("ack %d memberships: %w", len(merged), err)
 			}
-			if _, err := d.sqlDB.ExecContext(ctx, `SELECT ack_members($1::uuid[], $2::uuid[], $3::bigint[])`,
-				pgArray(threads), pgArray(users), pgArray(seqs)); err != nil {
+			busy = append(busy, skipped...)
+		}
+		for chunk := range slices.Chunk(busy, cmp.Or(d.ackChunk, ackPGChunk)) {
+			threads, users, seqs := ackArrays(chunk)
+			if _, err := d.sqlDB.ExecContext(ctx, `SELECT ack_members($1::uuid[], $2::uuid[], $3::bigint[])`, threads, users, seqs); err != nil {
 				return fmt.Errorf("ack %d memberships: %w", len(merged), err)
 			}
 		}
@@ -375,6 +382,37 @@ func (d *DB) Ack(ctx context.Context, acks []chat.AckUpdate) error {
 		}
 	}
 	return nil
+}
+
+// ackArrays is a chunk of acks as the three array parameters of ack_members and
+// ack_members_nowait.
+func ackArrays(chunk []chat.AckUpdate) (threads, users, seqs string) {
+	t, u, q := make([]string, len(chunk)), make([]string, len(chunk)), make([]string, len(chunk))
+	for i, a := range chunk {
+		t[i], u[i], q[i] = a.ThreadID, a.UserID, strconv.FormatInt(a.Seq, 10)
+	}
+	return pgArray(t), pgArray(u), pgArray(q)
+}
+
+// ackNowait applies one chunk of acks (in (thread, user) order) with
+// ack_members_nowait and returns those it left because a send held their rows.
+func (d *DB) ackNowait(ctx context.Context, chunk []chat.AckUpdate) ([]chat.AckUpdate, error) {
+	threads, users, seqs := ackArrays(chunk)
+	rows, err := d.sqlDB.QueryContext(ctx, `SELECT thread_id, user_id, seq FROM ack_members_nowait($1::uuid[], $2::uuid[], $3::bigint[])`,
+		threads, users, seqs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var left []chat.AckUpdate
+	for rows.Next() {
+		var a chat.AckUpdate
+		if err := rows.Scan(&a.ThreadID, &a.UserID, &a.Seq); err != nil {
+			return nil, err
+		}
+		left = append(left, a)
+	}
+	return left, rows.Err()
 }
 
 // ackSQL builds one forward-only UPDATE for acks (distinct memberships). The WHERE picks
