@@ -325,8 +325,9 @@ func (d *DB) MarkRead(ctx context.Context, threadID, userID string, seq int64) e
 }
 
 // Ack moves acked seqs forward, never back, many at once: on PostgreSQL one call of
-// ack_members per 1,000 distinct memberships, on SQLite one UPDATE per 100. The
-// statements are not wrapped in one transaction, on purpose:
+// ack_members_nowait per 1,000 distinct memberships, then ack_members for the few
+// rows a send held meanwhile; on SQLite one UPDATE per 100. Every ack is durable when
+// Ack returns. The statements are not wrapped in one transaction, on purpose:
 // acks are forward-only and idempotent, so a batch cut short is retried whole at no
 // harm, while one transaction over many statements would hold row locks longer and
 // could deadlock with another host's overlapping batch. Acks of non-members, malformed
