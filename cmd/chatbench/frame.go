@@ -261,9 +261,10 @@ func fingerprint(id []byte) uint64 {
 	return h
 }
 
-// wireMsg mirrors the contract's message object (PROTOCOL.md section 2), field order
+// contractMessage mirrors the contract's whole message object (PROTOCOL.md section 2;
+// wireMessage above is the part a frame is parsed into), field order
 // as the server writes it: the tests' frames and the reference encode (report.go).
-type wireMsg struct {
+type contractMessage struct {
 	ID          string    `json:"id"`
 	ThreadID    string    `json:"thread_id"`
 	Seq         int64     `json:"seq"`

@@ -9,7 +9,7 @@ import (
 
 func TestParseFrame(t *testing.T) {
 	t.Parallel()
-	m := wireMsg{ID: "0190aaaa-0000-7000-8000-000000000001", ThreadID: "0190bbbb-0000-7000-8000-000000000002", Seq: 42,
+	m := contractMessage{ID: "0190aaaa-0000-7000-8000-000000000001", ThreadID: "0190bbbb-0000-7000-8000-000000000002", Seq: 42,
 		SenderID: "0190cccc-0000-7000-8000-000000000003", ClientMsgID: "m1z", Body: "t=123456789 s=3 k=7 x x", CreatedAt: time.Now().UTC()}
 	enc := func(v any) []byte { b, _ := json.Marshal(v); return b }
 	msgFrame := enc(map[string]any{"type": "message", "message": m})
@@ -19,8 +19,8 @@ func TestParseFrame(t *testing.T) {
 		check func(t *testing.T, f *inFrame)
 	}{
 		{"message (fast path)", enc(struct {
-			Type    string  `json:"type"`
-			Message wireMsg `json:"message"`
+			Type    string          `json:"type"`
+			Message contractMessage `json:"message"`
 		}{"message", m}), func(t *testing.T, f *inFrame) {
 			if string(f.Type) != "message" || string(f.Msg.ID) != m.ID || string(f.Msg.ThreadID) != m.ThreadID || f.Msg.Seq != 42 || string(f.Msg.Body) != m.Body {
 				t.Fatalf("got %+v", f.Msg)
@@ -32,15 +32,15 @@ func TestParseFrame(t *testing.T) {
 			}
 		}},
 		{"sent", enc(struct {
-			Type        string  `json:"type"`
-			ClientMsgID string  `json:"client_msg_id"`
-			Message     wireMsg `json:"message"`
+			Type        string          `json:"type"`
+			ClientMsgID string          `json:"client_msg_id"`
+			Message     contractMessage `json:"message"`
 		}{"sent", "m1z", m}), func(t *testing.T, f *inFrame) {
 			if string(f.Type) != "sent" || string(f.ClientMsgID) != "m1z" || f.Msg.Seq != 42 || string(f.Msg.ID) != m.ID {
 				t.Fatalf("got %+v %q", f.Msg, f.ClientMsgID)
 			}
 		}},
-		{"message with an escaped body falls back to encoding/json", enc(map[string]any{"type": "message", "message": wireMsg{
+		{"message with an escaped body falls back to encoding/json", enc(map[string]any{"type": "message", "message": contractMessage{
 			ID: m.ID, ThreadID: m.ThreadID, Seq: 7, Body: `t=5 "quoted" \ "id":"x"`}}), func(t *testing.T, f *inFrame) {
 			if string(f.Msg.ID) != m.ID || f.Msg.Seq != 7 || string(f.Msg.Body) != `t=5 "quoted" \ "id":"x"` {
 				t.Fatalf("got %+v", f.Msg)
@@ -56,7 +56,7 @@ func TestParseFrame(t *testing.T) {
 				t.Fatalf("got %q %q", f.Type, f.HostID)
 			}
 		}},
-		{"sync_result", enc(map[string]any{"type": "sync_result", "id": "g1", "thread_id": m.ThreadID, "messages": []wireMsg{m, m}, "has_more": true}), func(t *testing.T, f *inFrame) {
+		{"sync_result", enc(map[string]any{"type": "sync_result", "id": "g1", "thread_id": m.ThreadID, "messages": []contractMessage{m, m}, "has_more": true}), func(t *testing.T, f *inFrame) {
 			if string(f.SyncID) != "g1" || len(f.Messages) != 2 || !f.HasMore || f.Messages[1].Seq != 42 {
 				t.Fatalf("got %+v", f)
 			}
@@ -123,9 +123,9 @@ func TestFramesWeWriteAreJSON(t *testing.T) {
 
 func BenchmarkParseMessageFrame(b *testing.B) {
 	data, _ := json.Marshal(struct {
-		Type    string  `json:"type"`
-		Message wireMsg `json:"message"`
-	}{"message", wireMsg{ID: "0190aaaa-0000-7000-8000-000000000001", ThreadID: "0190bbbb-0000-7000-8000-000000000002", Seq: 42,
+		Type    string          `json:"type"`
+		Message contractMessage `json:"message"`
+	}{"message", contractMessage{ID: "0190aaaa-0000-7000-8000-000000000001", ThreadID: "0190bbbb-0000-7000-8000-000000000002", Seq: 42,
 		SenderID: "0190cccc-0000-7000-8000-000000000003", ClientMsgID: "m1z", Body: "t=123456789 s=3 k=7 x x x x x x x x x x x x x x x x", CreatedAt: time.Now()}})
 	b.ReportAllocs()
 	var f inFrame

@@ -255,15 +255,15 @@ func parsePressureTotal(text string) float64 {
 // refFrame is shaped like a `message` frame of the contract; only its encoding cost
 // matters.
 type refFrame struct {
-	Type    string  `json:"type"`
-	Message wireMsg `json:"message"`
+	Type    string          `json:"type"`
+	Message contractMessage `json:"message"`
 }
 
 // refEncodeMicros measures the machine's speed right now: µs per json.Marshal of a
 // refFrame, the median of nine rounds of 1,000 after one to warm up (about 25 ms), so neither a
 // moment of contention nor one lucky round sets it.
 func refEncodeMicros() float64 {
-	f := refFrame{Type: "message", Message: wireMsg{
+	f := refFrame{Type: "message", Message: contractMessage{
 		ID: "01890000-0000-7000-8000-000000000001", ThreadID: "01890000-0000-7000-8000-0000000000a1", Seq: 123456,
 		SenderID: "01890000-0000-7000-8000-00000000000a", ClientMsgID: "6f1c3a9e-2b7d-4c1e-9f0a-1b2c3d4e5f60",
 		Body: strings.Repeat("a typical chat message ", 4), CreatedAt: time.Date(2026, 11, 27, 5, 0, 0, 123456789, time.UTC),
