@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -33,6 +34,41 @@ func sendAll(tb testing.TB, c *Client, threadID, prefix string, n int) []string 
 		}
 	}
 	return ids
+}
+
+// sendPaced sends body once per id, keeping at most window sends unanswered, as a
+// client that reads its answers does: the contract closes with 1013 a socket whose
+// send queue (256 frames) fills, and a test client slowed by a loaded machine,
+// reading 8 KB answers behind hundreds of pipelined sends, would be taken for one.
+func sendPaced(tb testing.TB, c *Client, threadID string, ids []string, body string, window int, timeout time.Duration) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	_, next := c.FramesFrom(math.MaxInt)
+	answered := 0
+	for i, id := range ids {
+		for i-answered >= window {
+			var fs []Frame
+			fs, next = c.FramesFrom(next)
+			for _, f := range fs {
+				if f.Type == "sent" || f.Type == "error" {
+					answered++
+				}
+			}
+			if i-answered < window {
+				break
+			}
+			if code, closed := c.Closed(); closed {
+				tb.Fatalf("closed with %d after %d of %d sends answered", code, answered, len(ids))
+			}
+			if time.Now().After(deadline) {
+				tb.Fatalf("after %v: %d of %d sends answered", timeout, answered, len(ids))
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if err := c.Send(threadID, id, body); err != nil {
+			tb.Fatalf("send %s: %v", id, err)
+		}
+	}
 }
 
 // waitAllSent waits for a `sent` for every id and returns the messages in id order.
@@ -1236,10 +1272,8 @@ func TestSendWhileCatchingUp(t *testing.T) {
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("b%04d", i)
-		if err := a.Send(th.ID, ids[i], body); err != nil {
-			t.Fatal(err)
-		}
 	}
+	sendPaced(t, a, th.ID, ids, body, 64, 60*time.Second)
 	waitAllSent(t, a, ids, 60*time.Second)
 
 	b, _, err := DialWith(h2, DialOptions{Token: bob.Token, NoRead: true, RecvBuf: 64 << 10})
