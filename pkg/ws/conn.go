@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"errors"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -184,10 +185,27 @@ func (c *Conn) Close(code int, reason string) {
 			}
 		}
 		c.hub.metrics.Closes.WithLabelValues(strconv.Itoa(code)).Inc()
+		// One deadline for all that is left: the writer may be blocked in a gathered
+		// write to a peer that stopped reading, holding the lock seal needs, until
+		// its own deadline (writeWait); moving the connection's deadline ends that
+		// write too, so closing takes at most closeWriteWait.
+		dl := time.Now().Add(closeWriteWait)
+		_ = c.cork.SetWriteDeadline(dl)
 		c.cork.seal() // no data frame may follow the close frame
-		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(closeWriteWait))
+		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), dl)
 		_ = c.ws.Close()
 	})
+}
+
+// closed reports whether Close has begun: a write that fails then was cut short by
+// Close, not by a slow peer.
+func (c *Conn) closed() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // startPings arms the ping timer. A timer rather than a ticker in the writer, so that
@@ -294,7 +312,7 @@ func (c *Conn) writeLoop() {
 				if corked {
 					_ = c.cork.uncork()
 				}
-				if !errors.Is(err, websocket.ErrCloseSent) && !errors.Is(err, errSealed) {
+				if !errors.Is(err, websocket.ErrCloseSent) && !errors.Is(err, errSealed) && !c.closed() {
 					c.hub.metrics.SlowClosed.Inc()
 					c.Close(CloseTooSlow, "write failed")
 				}
@@ -338,6 +356,11 @@ func (c *Conn) readLoop() {
 			case errors.Is(err, websocket.ErrReadLimit):
 				// gorilla has already written close 1009.
 				c.Close(websocket.CloseMessageTooBig, "frame too big")
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				// Nothing, not even a pong, for PongTimeout: a half-open connection
+				// (the client's network vanished without a FIN).
+				h.log.Info("socket silent, closing", "conn_id", c.id, "user_id", c.user.ID, "timeout", h.cfg.PongTimeout)
+				c.Close(websocket.CloseNormalClosure, "")
 			default:
 				c.Close(websocket.CloseNormalClosure, "")
 			}

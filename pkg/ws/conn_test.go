@@ -3,14 +3,17 @@ package ws_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -287,4 +290,36 @@ func TestCloseEndsEveryGoroutine(t *testing.T) {
 	}
 	eventually(t, 2*time.Second, "both sockets should be gone", func() bool { return hub.Count() == 0 })
 	eventually(t, 2*time.Second, "their goroutines should end", func() bool { return socketGoroutines() == 0 })
+}
+
+// Closing a socket whose peer stopped reading (a vanished client, its buffers full)
+// takes the close frame's 1 s deadline, not the writer's 10 s one: the writer may be
+// blocked mid-way through a gathered write when the close comes.
+func TestCloseDoesNotWaitForABlockedWrite(t *testing.T) {
+	hub, url := startHub(t, backlogStore{thread: chat.NewID(), n: 1 << 30}, ws.HubConfig{}, 0)
+	d := websocket.Dialer{NetDialContext: (&net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<10)
+		})
+		return errors.Join(err, serr)
+	}}).DialContext}
+	user := chat.NewID()
+	c, resp, err := d.Dial(url, http.Header{"Authorization": {"Bearer " + user}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	defer func() { _ = c.Close() }()
+	// The client reads nothing: catch-up of an endless backlog fills the buffers and
+	// leaves the writer blocked.
+	time.Sleep(2 * time.Second)
+	start := time.Now()
+	if n := hub.DisconnectUser(user); n != 1 {
+		t.Fatalf("DisconnectUser closed %d sockets, want 1", n)
+	}
+	eventually(t, 5*time.Second, "the socket should be gone", func() bool { return hub.Count() == 0 })
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("closing a socket whose peer stopped reading took %v, want about the close frame's 1 s", took.Round(time.Millisecond))
+	}
 }
