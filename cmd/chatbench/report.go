@@ -2,11 +2,13 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -85,6 +87,11 @@ type Machine struct {
 	// (BenchmarkEncodeMessage took 1.1-1.7 µs on one, 1.9-2.7 on the next), so results
 	// compare only at a similar speed.
 	RefEncodeUS float64 `json:"ref_encode_us,omitempty"`
+	// RoundTripUS is what handing work to another process cost at the start of the run
+	// (roundTripMicros). A one-to-one message is eleven such hand-offs, and a boot that
+	// encoded as fast as the best (1.03 µs) still ran one-to-one at 1,000 msg/s with a
+	// p50 of 8 ms against 1.3: the reference encode does not see this.
+	RoundTripUS float64 `json:"process_round_trip_us,omitempty"`
 }
 
 // LoadResult is one open-loop phase (a whole oneone/fanout run, or a ramp step).
@@ -115,6 +122,7 @@ type LoadResult struct {
 func newResult(b *bench) *Result {
 	m := machine()
 	m.RefEncodeUS = refEncodeMicros()
+	m.RoundTripUS = roundTripMicros()
 	r := &Result{Scenario: b.opt.scenario, Started: time.Now().UTC(), Machine: m, Targets: b.targets,
 		Params: map[string]any{}, b: b, start: time.Now(), busy0: busyCPUSeconds(), psi0: cpuPressureMicros()}
 	r.System.Load1Start = load1()
@@ -284,6 +292,50 @@ func refEncodeMicros() float64 {
 	return rounds[len(rounds)/2]
 }
 
+// roundTripMicros measures the price of a wakeup right now: µs per round trip of one
+// byte through `cat` over two pipes (this process writes, cat wakes, reads and writes
+// it back, this process wakes and reads), the median of nine rounds of 500 after one
+// to warm up, about 0.1 s. 0 when cat cannot be run.
+func roundTripMicros() float64 {
+	// The deadline kills a cat that hangs, which ends the reads below.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "cat")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return 0
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0
+	}
+	if err := cmd.Start(); err != nil {
+		return 0
+	}
+	defer func() {
+		_ = in.Close() // cat ends at end of input
+		_ = cmd.Wait()
+	}()
+	b := []byte{'x'}
+	const n = 500
+	rounds := make([]float64, 10)
+	for i := range rounds {
+		start := time.Now()
+		for range n {
+			if _, err := in.Write(b); err != nil {
+				return 0
+			}
+			if _, err := io.ReadFull(out, b); err != nil {
+				return 0
+			}
+		}
+		rounds[i] = float64(time.Since(start).Nanoseconds()) / n / 1e3
+	}
+	rounds = rounds[1:]
+	sort.Float64s(rounds)
+	return rounds[len(rounds)/2]
+}
+
 func load1() float64 {
 	data, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
@@ -322,6 +374,9 @@ func (m Machine) String() string {
 	s += ", host " + m.Hostname
 	if m.RefEncodeUS > 0 {
 		s += fmt.Sprintf("; reference encode %.2f µs", m.RefEncodeUS)
+	}
+	if m.RoundTripUS > 0 {
+		s += fmt.Sprintf("; process round trip %.1f µs", m.RoundTripUS)
 	}
 	return s
 }

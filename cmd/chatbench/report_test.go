@@ -40,20 +40,32 @@ func TestRefEncodeMicros(t *testing.T) {
 	}
 }
 
+// The round trip through another process is a price of wakeups: positive, and more
+// than the 1 µs or so that writing and reading a byte cost without one.
+func TestRoundTripMicros(t *testing.T) {
+	start := time.Now()
+	us := roundTripMicros()
+	took := time.Since(start)
+	if !(us > 1) || math.IsInf(us, 0) || us > 10_000 {
+		t.Fatalf("roundTripMicros = %v µs", us)
+	}
+	t.Logf("process round trip %.1f µs (measured in %v)", us, took)
+}
+
 // A summary names, for each run, the machine's speed and how contended it was, and a
 // run from before those were recorded shows dashes rather than zeros.
 func TestMarkdownShowsTheMachineOfEachRun(t *testing.T) {
 	m := machine()
-	m.Model, m.CPUs, m.RefEncodeUS = "Test CPU", 2, 1.87
+	m.Model, m.CPUs, m.RefEncodeUS, m.RoundTripUS = "Test CPU", 2, 1.87, 16.2
 	p := 0.36
 	fast := &Result{Scenario: "oneone", Machine: m, Params: map[string]any{}, Pass: true}
 	fast.System.Utilization, fast.System.CPUPressure = 0.87, &p
 	old := &Result{Scenario: "idle", Machine: machine(), Params: map[string]any{}, Pass: true}
 	text := markdown(Matrix{Generated: time.Now().UTC(), Machine: m}, []*Result{fast, old})
 	for _, want := range []string{
-		"Machine: 2 CPU Test CPU", "reference encode 1.87 µs",
-		"| oneone | 1.87 | 87 % | 36 % |",
-		"| idle | - | 0 % | - |",
+		"Machine: 2 CPU Test CPU", "reference encode 1.87 µs", "process round trip 16.2 µs",
+		"| oneone | 1.87 | 16.2 | 87 % | 36 % |",
+		"| idle | - | - | 0 % | - |",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("summary lacks %q:\n%s", want, text)

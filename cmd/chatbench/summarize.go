@@ -134,16 +134,19 @@ func markdown(m Matrix, results []*Result) string {
 				r.Storm.Conns, r.Storm.AllBackSeconds, r.Storm.BackSeconds.P50/1e3, r.Storm.BackSeconds.P99/1e3, r.Storm.NotBack, r.Storm.Verify.Lost)
 		}
 	}
-	b.WriteString("\n## The machine during each run\n\nThe generator, the hosts and the stores share the machine: a slower or busier machine moves every number above.\n\n| run | reference encode µs | machine busy | waited for a CPU | load average |\n| --- | --- | --- | --- | --- |\n")
+	b.WriteString("\n## The machine during each run\n\nThe generator, the hosts and the stores share the machine: a slower or busier machine moves every number above.\n\n| run | reference encode µs | process round trip µs | machine busy | waited for a CPU | load average |\n| --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range results {
-		enc, pressure := "-", "-"
+		enc, trip, pressure := "-", "-", "-"
 		if r.Machine.RefEncodeUS > 0 {
 			enc = fmt.Sprintf("%.2f", r.Machine.RefEncodeUS)
+		}
+		if r.Machine.RoundTripUS > 0 {
+			trip = fmt.Sprintf("%.1f", r.Machine.RoundTripUS)
 		}
 		if p := r.System.CPUPressure; p != nil {
 			pressure = fmt.Sprintf("%.0f %%", 100**p)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f %% | %s | %.1f -> %.1f |\n", r.Scenario, enc, 100*r.System.Utilization, pressure, r.System.Load1Start, r.System.Load1End)
+		fmt.Fprintf(&b, "| %s | %s | %s | %.0f %% | %s | %.1f -> %.1f |\n", r.Scenario, enc, trip, 100*r.System.Utilization, pressure, r.System.Load1Start, r.System.Load1End)
 	}
 	b.WriteString("\n## Where the time goes (hosts' send-path histograms)\n")
 	for _, r := range results {
