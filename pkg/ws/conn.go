@@ -3,7 +3,7 @@ package ws
 import (
 	"context"
 	"errors"
-	"os"
+	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -356,7 +356,7 @@ func (c *Conn) readLoop() {
 			case errors.Is(err, websocket.ErrReadLimit):
 				// gorilla has already written close 1009.
 				c.Close(websocket.CloseMessageTooBig, "frame too big")
-			case errors.Is(err, os.ErrDeadlineExceeded):
+			case isTimeout(err):
 				// Nothing, not even a pong, for PongTimeout: a half-open connection
 				// (the client's network vanished without a FIN).
 				h.log.Info("socket silent, closing", "conn_id", c.id, "user_id", c.user.ID, "timeout", h.cfg.PongTimeout)
@@ -392,6 +392,14 @@ func (c *Conn) readLoop() {
 		}
 		h.handle(ctx, c, f)
 	}
+}
+
+// isTimeout reports whether a read failed on its deadline. gorilla wraps the
+// connection's error in a type of its own that keeps Timeout but not Unwrap, so
+// errors.Is(err, os.ErrDeadlineExceeded) misses it.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // badFrame counts a bad frame; more than BadFrames in BadFrameWindow closes the socket

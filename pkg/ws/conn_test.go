@@ -1,6 +1,7 @@
 package ws_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -205,6 +206,44 @@ func TestSilentSocketTimesOut(t *testing.T) {
 	dial(t, url, chat.NewID()) // and never read again: no pongs
 	eventually(t, 2*time.Second, "a socket that sends no pongs should be closed", func() bool { return hub.Count() == 0 })
 	eventually(t, 2*time.Second, "the closed socket's goroutines should end", func() bool { return socketGoroutines() == 0 })
+}
+
+// The host says in its log when it closes a socket for silence, so that an operator
+// (or a test that found a half-open socket removed late) can tell when it noticed.
+func TestSilentSocketIsLogged(t *testing.T) {
+	var logged syncBuffer
+	log := slog.New(slog.NewTextHandler(&logged, nil))
+	svc := chat.NewService(chat.ServiceConfig{}, nil)
+	svc.Store = quietStore{thread: chat.NewID()}
+	cfg := ws.HubConfig{HostID: "test", PingInterval: 20 * time.Millisecond, PongTimeout: 100 * time.Millisecond}
+	cfg.Authenticate = func(r *http.Request) (chat.Session, error) {
+		return chat.Session{UserID: strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), Username: "u"}, nil
+	}
+	hub := ws.NewHub(cfg, svc, nopRegistry{}, chat.NewAckBuffer(nil, time.Hour, 0, log), metrics.New(), log)
+	srv := httptest.NewServer(hub)
+	t.Cleanup(srv.Close)
+	dial(t, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", chat.NewID()) // and never read again
+	eventually(t, 2*time.Second, "the silent socket should be closed and logged", func() bool {
+		return hub.Count() == 0 && strings.Contains(logged.String(), `msg="socket silent, closing"`)
+	})
+}
+
+// syncBuffer is a bytes.Buffer that a logger and the test may use at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // Messages reach a socket in seq order and none is lost while its writer ends and
