@@ -357,8 +357,9 @@ func TestCloseDoesNotWaitForABlockedWrite(t *testing.T) {
 	if n := hub.DisconnectUser(user); n != 1 {
 		t.Fatalf("DisconnectUser closed %d sockets, want 1", n)
 	}
-	eventually(t, 5*time.Second, "the socket should be gone", func() bool { return hub.Count() == 0 })
-	if took := time.Since(start); took > 2*time.Second {
+	eventually(t, 12*time.Second, "the socket should be gone", func() bool { return hub.Count() == 0 })
+	// 1 s, and slack for a loaded machine; waiting out the writer's deadline takes 8-10.
+	if took := time.Since(start); took > 4*time.Second {
 		t.Fatalf("closing a socket whose peer stopped reading took %v, want about the close frame's 1 s", took.Round(time.Millisecond))
 	}
 }
