@@ -40,7 +40,11 @@ func (s *Store) bucket(ctx context.Context, key string, r float64, burst, n int,
 		return false, 0, fmt.Errorf("redis: limiter %q: rate %v, burst %d and n %d must be positive", key, r, burst, n)
 	}
 	now := s.cfg.Now()
-	if s.limiterDownUntil.Load() <= time.Now().UnixNano() {
+	if s.limiterDegraded.Load() {
+		// Redis failed a moment ago: a probe off the send path finds out when it is
+		// back, so no caller waits out a Redis that may still hang.
+		s.probeLimiter()
+	} else {
 		takeArg := "0"
 		if take {
 			takeArg = "1"
@@ -60,9 +64,6 @@ func (s *Store) bucket(ctx context.Context, key string, r float64, burst, n int,
 			err = fmt.Errorf("ratelimit.lua answered %d values", len(res))
 		}
 		if err == nil {
-			if s.limiterDegraded.CompareAndSwap(true, false) {
-				s.log.Info("rate limiter back on redis")
-			}
 			return res[0] == 1, time.Duration(res[1]) * time.Millisecond, nil
 		}
 		if s.cfg.DisableLocalFallback {
@@ -75,8 +76,8 @@ func (s *Store) bucket(ctx context.Context, key string, r float64, burst, n int,
 }
 
 // limiterFailed notes a Redis error of the limiter: unless it was only the caller's
-// context ending, Redis is skipped for limiterRetryAfter and a warning is logged at
-// most every limiterWarnEvery.
+// context ending, the limiter answers from local buckets until a probe finds Redis
+// back (probeLimiter), and a warning is logged at most every limiterWarnEvery.
 func (s *Store) limiterFailed(ctx context.Context, err error) {
 	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return
@@ -88,6 +89,26 @@ func (s *Store) limiterFailed(ctx context.Context, err error) {
 	if wall.UnixNano()-last >= int64(limiterWarnEvery) && s.limiterWarnedAt.CompareAndSwap(last, wall.UnixNano()) {
 		s.log.Warn("rate limiter cannot reach redis; limits are per host until it can", "err", err)
 	}
+}
+
+// probeLimiter pings Redis on a goroutine of its own, at most once every
+// limiterRetryAfter, and puts the limiter back on Redis when it answers. Retrying on a
+// caller's request instead made, once a second, every send of the host that shared the
+// pipeline wait up to batchMaxWait for a Redis that did not answer: sends slowed to
+// about half their rate for as long as Redis was unreachable.
+func (s *Store) probeLimiter() {
+	now := time.Now().UnixNano()
+	until := s.limiterDownUntil.Load()
+	if now < until || !s.limiterDownUntil.CompareAndSwap(until, now+int64(limiterRetryAfter)) {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), limiterRetryAfter)
+		defer cancel()
+		if s.rdb.Ping(ctx).Err() == nil && s.limiterDegraded.CompareAndSwap(true, false) {
+			s.log.Info("rate limiter back on redis")
+		}
+	}()
 }
 
 // localLimiter is the per-process fallback: token buckets (golang.org/x/time/rate) by

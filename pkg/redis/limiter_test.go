@@ -3,10 +3,13 @@ package redis_test
 import (
 	"fmt"
 	"log/slog"
+	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
@@ -189,5 +192,84 @@ func TestLimiterFallback(t *testing.T) {
 		if err == nil || chat.AsError(err) != nil {
 			t.Fatalf("got %v, want a plain error", err)
 		}
+	})
+}
+
+// A Redis that takes connections and never answers costs the senders one timeout,
+// the first: after it the limiter answers from local buckets while a probe off the
+// send path waits for Redis, where retrying on a caller's request made one send a
+// second (and every send sharing its pipeline) wait out another timeout.
+func TestLimiterDoesNotWaitForAHungRedis(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // read nothing, answer nothing
+			mu.Unlock()
+		}
+	}()
+	// As the hosts open theirs (redis.Open): context deadlines bound every call.
+	client := goredis.NewClient(&goredis.Options{Addr: ln.Addr().String(), MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: 2 * time.Second, ContextTimeoutEnabled: true})
+	t.Cleanup(func() {
+		_ = client.Close()
+		_ = ln.Close()
+		mu.Lock()
+		for _, c := range held {
+			_ = c.Close()
+		}
+		mu.Unlock()
+	})
+	s := redis.New(client, redis.Config{}, testLogger(t))
+	start := time.Now()
+	if _, _, err := s.Allow(t.Context(), "send:u", 20, 40, 1); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("first call, which found Redis hung: %v", time.Since(start).Round(time.Millisecond))
+	var worst time.Duration
+	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		t0 := time.Now()
+		if _, _, err := s.Allow(t.Context(), "send:u", 1000, 1000, 1); err != nil {
+			t.Fatal(err)
+		}
+		worst = max(worst, time.Since(t0))
+	}
+	if worst > 300*time.Millisecond {
+		t.Fatalf("a call waited %v while Redis was hung, want local answers at once", worst.Round(time.Millisecond))
+	}
+}
+
+// Once Redis answers again, the limiter goes back to it by itself.
+func TestLimiterBackOnRedis(t *testing.T) {
+	t.Parallel()
+	m := miniredis.RunT(t)
+	client := goredis.NewClient(&goredis.Options{Addr: m.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { _ = client.Close() })
+	s := redis.New(client, redis.Config{}, testLogger(t))
+	m.SetError("LOADING down for the test")
+	if _, _, err := s.Allow(t.Context(), "send:u", 20, 40, 1); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(m.Keys()); n != 0 {
+		t.Fatalf("%d keys in a Redis that refused every command", n)
+	}
+	m.SetError("")
+	checkFor(t, 5*time.Second, 50*time.Millisecond, func() error {
+		if _, _, err := s.Allow(t.Context(), "send:u", 20, 40, 1); err != nil {
+			return err
+		}
+		if len(m.Keys()) == 0 {
+			return fmt.Errorf("the limiter still answers from local buckets")
+		}
+		return nil
 	})
 }

@@ -103,9 +103,10 @@ type Store struct {
 	batch *batcher
 
 	local *localLimiter
-	// limiterDownUntil (unix ns) is set after a Redis error in the limiter: until then
-	// it answers from local buckets without asking Redis, so a hung Redis costs one
-	// timeout a second, not one per request.
+	// limiterDegraded is set by a Redis error in the limiter: it answers from local
+	// buckets without asking Redis until a probe (probeLimiter) finds Redis back, so a
+	// hung Redis costs the senders no timeout at all. limiterDownUntil (unix ns) spaces
+	// the probes.
 	limiterDownUntil atomic.Int64
 	limiterWarnedAt  atomic.Int64 // unix ns of the last fallback warning
 	limiterDegraded  atomic.Bool
