@@ -93,7 +93,10 @@ func TestCreateThread(t *testing.T) {
 		}})
 		e := hosttest.WantError(t, r, http.StatusBadRequest, "unknown_user")
 		got := detailNames(t, e)
-		if want := []string{ghost1, ghost2}; !slices.Equal(got, want) {
+		// detailNames sorts, as strings: ghost_10 comes before ghost_9.
+		want := []string{ghost1, ghost2}
+		sort.Strings(want)
+		if !slices.Equal(got, want) {
 			t.Errorf("details.usernames %v, want %v", got, want)
 		}
 		if ts := s.listThreads(t, alice); len(ts) != 0 {
