@@ -66,12 +66,16 @@ type Deliverer struct {
 	stop     chan struct{}
 	workers  sync.WaitGroup
 
-	// lookupDownUntil (unix nanos): after a presence lookup failed, route skips Redis
-	// until then and goes straight to every known host, so an outage costs one lookup
-	// timeout per lookupRetryAfter, not one per message (which, on the socket's reader
-	// goroutine, held each connection to about two sends a second).
-	lookupDownUntil atomic.Int64
-	probing         atomic.Bool // a probe of Redis is running
+	// lookupDown: a presence lookup failed and no probe has found Redis answering
+	// since. Until one does, route skips Redis and goes straight to every known host, so
+	// an outage costs one lookup timeout in all, not one per message (which, on the
+	// socket's reader goroutine, held each connection to about two sends a second) nor
+	// one a second (an inline retry held every send behind it for up to 500 ms).
+	lookupDown atomic.Bool
+	// nextProbe (unix nanos): no probe of Redis starts before then, so an outage costs
+	// Redis (and the dialer) one probe per lookupRetryAfter, not one per message.
+	nextProbe atomic.Int64
+	probing   atomic.Bool // a probe of Redis is running
 	// fallbackHosts are the hosts known when the lookups began to fail: the fallback
 	// goes to them as well as to those known now, because a Redis that comes back
 	// empty lists only the hosts that re-registered since.
@@ -100,9 +104,8 @@ func (d *Deliverer) hostDown(hostID string) bool {
 	return ok && isTime && time.Now().UnixNano() < until
 }
 
-// lookupRetryAfter is how long route delivers to every known host without asking
-// Redis after a presence lookup failed, unless a probe (probeRedis) finds it answering
-// sooner.
+// lookupRetryAfter spaces the probes (probeRedis) that end the skipping of presence
+// lookups after one failed.
 const lookupRetryAfter = time.Second
 
 // host returns a host's registration from the view, or from the hosts known before
@@ -121,11 +124,18 @@ func (d *Deliverer) host(hostID string) (chat.Host, bool) {
 	return chat.Host{}, false
 }
 
-// probeRedis checks, off the send path and one probe at a time, whether Redis answers
-// again; the first answer ends the skipping at once, so lookups resume as soon as Redis
-// is back (the last known host list may then be partial: hosts re-register).
+// probeRedis checks, off the send path, one probe at a time and at most once per
+// lookupRetryAfter, whether Redis answers again; the first answer ends the skipping at
+// once, so lookups resume as soon as Redis is back (the last known host list may then
+// be partial: hosts re-register).
 func (d *Deliverer) probeRedis() {
-	if !d.probing.CompareAndSwap(false, true) {
+	now := time.Now().UnixNano()
+	next := d.nextProbe.Load()
+	if now < next || !d.probing.CompareAndSwap(false, true) {
+		return
+	}
+	if !d.nextProbe.CompareAndSwap(next, now+int64(lookupRetryAfter)) {
+		d.probing.Store(false)
 		return
 	}
 	d.inflight.Add(1)
@@ -134,10 +144,24 @@ func (d *Deliverer) probeRedis() {
 		defer d.probing.Store(false)
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		defer cancel()
-		if _, err := d.presence.Hosts(ctx); err == nil {
-			d.lookupDownUntil.Store(0)
+		if _, err := d.presence.Hosts(ctx); err == nil && d.lookupDown.CompareAndSwap(true, false) {
+			d.log.Info("presence lookups back on redis")
 		}
 	}()
+}
+
+// lookupFailed starts skipping presence lookups until a probe finds Redis answering.
+// Only the call that starts the skipping logs, once per outage.
+func (d *Deliverer) lookupFailed(err error) {
+	d.dir.ReadFailed()
+	if d.fallbackHosts.Load() == nil {
+		known := d.dir.Known()
+		d.fallbackHosts.Store(&known)
+	}
+	d.nextProbe.Store(time.Now().Add(lookupRetryAfter).UnixNano())
+	if d.lookupDown.CompareAndSwap(false, true) {
+		d.log.Warn("presence lookup failed; delivering to every known host until redis answers", "err", err)
+	}
 }
 
 // call is one host-to-host request handed to the worker pool.
@@ -277,8 +301,9 @@ type deliverAnswer struct {
 	Results []chat.DeliveryResult `json:"results"`
 }
 
-// errLookupSkipped: route did not ask Redis, which failed a moment ago.
-var errLookupSkipped = errors.New("presence lookup skipped: redis failed less than a second ago")
+// errLookupSkipped: route did not ask Redis, which failed and has not answered a probe
+// since.
+var errLookupSkipped = errors.New("presence lookup skipped: redis failed and has not answered since")
 
 // route groups the recipients' live entries by host. Entries on this host are skipped
 // (the hub writes locally by user); entries of dead hosts or of a previous instance
@@ -293,7 +318,7 @@ func (d *Deliverer) route(ctx context.Context, threadID string, after time.Time,
 	// client's dial retries would otherwise use up the time the fallback needs.
 	var entries map[string][]chat.Connection
 	err := errLookupSkipped
-	if time.Now().UnixNano() >= d.lookupDownUntil.Load() {
+	if !d.lookupDown.Load() {
 		lctx, lcancel := context.WithTimeout(ctx, min(500*time.Millisecond, d.cfg.Timeout/4))
 		entries, err = d.sharedLookup(lctx, threadID, after, recipients)
 		lcancel()
@@ -301,13 +326,7 @@ func (d *Deliverer) route(ctx context.Context, threadID string, after time.Time,
 		case err == nil:
 			d.fallbackHosts.Store(nil)
 		case ctx.Err() == nil:
-			d.lookupDownUntil.Store(time.Now().Add(lookupRetryAfter).UnixNano())
-			d.dir.ReadFailed()
-			if d.fallbackHosts.Load() == nil {
-				known := d.dir.Known()
-				d.fallbackHosts.Store(&known)
-			}
-			d.log.Warn("presence lookup failed; delivering to every known host", "err", err, "for", lookupRetryAfter)
+			d.lookupFailed(err)
 		}
 	} else {
 		d.probeRedis()

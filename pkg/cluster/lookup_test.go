@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -85,5 +86,90 @@ func waitCalls(t *testing.T, p *gatedPresence, n int32) {
 			t.Fatalf("%d lookups started, want %d", p.calls.Load(), n)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// hungPresence stands for a Redis that accepts connections and never answers, until
+// the test revives it.
+type hungPresence struct {
+	chat.PresenceStore
+	alive           atomic.Bool
+	lookups, probes atomic.Int32
+}
+
+func (p *hungPresence) Lookup(ctx context.Context, users []string) (map[string][]chat.Connection, error) {
+	p.lookups.Add(1)
+	if p.alive.Load() {
+		return map[string][]chat.Connection{}, nil
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (p *hungPresence) Hosts(ctx context.Context) ([]chat.Host, error) {
+	p.probes.Add(1)
+	if p.alive.Load() {
+		return nil, nil
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestHungRedisCostsOneLookupTimeout: while Redis does not answer, only the first
+// presence lookup waits for it; every later send goes straight to every known host,
+// and a probe off the send path, about once a second, finds Redis when it is back.
+// Retrying the lookup inline once a second held a send, and every send queued behind
+// it on its socket, for the lookup's 500 ms timeout each time.
+func TestHungRedisCostsOneLookupTimeout(t *testing.T) {
+	now := time.Now()
+	self := chat.Host{HostID: "a", InternalURL: "http://127.0.0.1:1", Instance: "ia", LastHeartbeat: now}
+	b := chat.Host{HostID: "b", InternalURL: "http://127.0.0.1:2", Instance: "ib", LastHeartbeat: now}
+	dir := NewDirectory(self, time.Hour)
+	dir.Update([]chat.Host{self, b})
+	p := &hungPresence{}
+	d := NewDeliverer(DelivererConfig{HostID: "a", Timeout: 2 * time.Second}, nil, p, dir, NewSigner("0123456789abcdef0123456789abcdef"), nil, slog.New(slog.DiscardHandler))
+	defer d.Close(context.Background())
+	members := []string{"u1", "u2"}
+	route := func() (map[string][]chat.Recipient, time.Duration) {
+		start := time.Now()
+		groups, _ := d.route(context.Background(), "t1", time.Now(), members)
+		return groups, time.Since(start)
+	}
+
+	groups, took := route()
+	if len(groups["b"]) != 2 {
+		t.Fatalf("with Redis hung, host b got %v, want both members", groups["b"])
+	}
+	if took < 400*time.Millisecond {
+		t.Fatalf("the first lookup returned after %v; the fake should have held it to its timeout", took)
+	}
+	var slowest time.Duration
+	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		groups, took := route()
+		slowest = max(slowest, took)
+		if len(groups["b"]) != 2 {
+			t.Fatalf("with Redis hung, host b got %v, want both members", groups["b"])
+		}
+	}
+	if slowest > 100*time.Millisecond {
+		t.Errorf("a send waited %v for the presence lookup after Redis had already failed", slowest)
+	}
+	if n := p.lookups.Load(); n != 1 {
+		t.Errorf("%d lookups reached the hung Redis in 3 s, want only the first", n)
+	}
+	if n := p.probes.Load(); n < 2 || n > 3 {
+		t.Errorf("%d probes in 2.5 s, want one about every second", n)
+	}
+
+	p.alive.Store(true)
+	deadline := time.Now().Add(3 * time.Second)
+	for p.lookups.Load() == 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("presence lookups did not resume within 3 s of Redis answering")
+		}
+		if groups, _ := route(); p.lookups.Load() > 1 && len(groups) != 0 {
+			t.Fatalf("after Redis came back, an empty presence table still routed %v", groups)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -97,7 +97,8 @@ func (s *Store) limiterFailed(ctx context.Context, err error) {
 // pipeline wait up to batchMaxWait for a Redis that did not answer, for as long as it
 // was unreachable (a 10 s cut in TestFaultRedisUnreachable: 49-81 sends answered a
 // second against 61-94 before it, on a loaded machine). The deliverer's presence
-// lookup keeps its own probe (cluster.Deliverer.probeRedis).
+// lookups have a probe of their own (cluster.Deliverer.probeRedis), as they go to
+// Redis through another interface.
 func (s *Store) probeLimiter() {
 	now := time.Now().UnixNano()
 	until := s.limiterDownUntil.Load()
