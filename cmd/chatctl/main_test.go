@@ -22,6 +22,7 @@ import (
 	"github.com/switchboard-chat/switchboard/pkg/chat"
 	"github.com/switchboard-chat/switchboard/pkg/cluster"
 	"github.com/switchboard-chat/switchboard/pkg/dbtest"
+	"github.com/switchboard-chat/switchboard/pkg/hosttest"
 	"github.com/switchboard-chat/switchboard/pkg/postgres"
 	"github.com/switchboard-chat/switchboard/pkg/redis"
 )
@@ -660,23 +661,8 @@ func TestConnections(t *testing.T) {
 	})
 }
 
-// syncBuffer is a bytes.Buffer safe to write from run's goroutine while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is written from run's goroutine while the test reads.
+type syncBuffer = hosttest.LogBuffer
 
 // watching runs `chatctl args...` in a goroutine until stop is called, which returns
 // its exit status. It returns once chatctl is subscribed to the event channel.

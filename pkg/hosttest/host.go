@@ -4,7 +4,6 @@
 package hosttest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -24,6 +23,7 @@ import (
 	"github.com/switchboard-chat/switchboard/pkg/config"
 	"github.com/switchboard-chat/switchboard/pkg/dbtest"
 	"github.com/switchboard-chat/switchboard/pkg/host"
+	"github.com/switchboard-chat/switchboard/pkg/internal/syncbuf"
 	"github.com/switchboard-chat/switchboard/pkg/password"
 	"github.com/switchboard-chat/switchboard/pkg/postgres"
 	"github.com/switchboard-chat/switchboard/pkg/redis"
@@ -201,25 +201,8 @@ func (s *Stores) Start(tb testing.TB, o Options) *Host {
 	return n
 }
 
-// LogBuffer collects a host's log lines; it is safe for concurrent use.
-type LogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-// Write appends p.
-func (b *LogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// String returns everything written so far.
-func (b *LogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// LogBuffer collects a host's log lines while the test reads them.
+type LogBuffer = syncbuf.Buffer
 
 // RandomHex returns 2n random hex digits. It takes no testing.TB: crypto/rand.Read
 // cannot fail.

@@ -1,7 +1,6 @@
 package ws_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
+	"github.com/switchboard-chat/switchboard/pkg/internal/syncbuf"
 	"github.com/switchboard-chat/switchboard/pkg/metrics"
 	"github.com/switchboard-chat/switchboard/pkg/ws"
 )
@@ -228,23 +228,8 @@ func TestSilentSocketIsLogged(t *testing.T) {
 	})
 }
 
-// syncBuffer is a bytes.Buffer that a logger and the test may use at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is written by a logger while the test reads.
+type syncBuffer = syncbuf.Buffer
 
 // Messages reach a socket in seq order and none is lost while its writer ends and
 // starts again many times, with other frames pushed from another goroutine meanwhile.
