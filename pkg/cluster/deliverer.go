@@ -158,8 +158,11 @@ func (d *Deliverer) lookupFailed(err error) {
 		known := d.dir.Known()
 		d.fallbackHosts.Store(&known)
 	}
-	d.nextProbe.Store(time.Now().Add(lookupRetryAfter).UnixNano())
 	if d.lookupDown.CompareAndSwap(false, true) {
+		// The first probe may start with the next send: after a lookup that failed on a
+		// blip (a moment's overload), deliveries go back to the presence table at once
+		// rather than to every host for a second.
+		d.nextProbe.Store(0)
 		d.log.Warn("presence lookup failed; delivering to every known host until redis answers", "err", err)
 	}
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -94,11 +95,15 @@ func waitCalls(t *testing.T, p *gatedPresence, n int32) {
 type hungPresence struct {
 	chat.PresenceStore
 	alive           atomic.Bool
+	failOnce        atomic.Bool // the next lookup fails at once, as on a blip
 	lookups, probes atomic.Int32
 }
 
 func (p *hungPresence) Lookup(ctx context.Context, users []string) (map[string][]chat.Connection, error) {
 	p.lookups.Add(1)
+	if p.failOnce.CompareAndSwap(true, false) {
+		return nil, errors.New("i/o timeout")
+	}
 	if p.alive.Load() {
 		return map[string][]chat.Connection{}, nil
 	}
@@ -117,7 +122,8 @@ func (p *hungPresence) Hosts(ctx context.Context) ([]chat.Host, error) {
 
 // TestHungRedisCostsOneLookupTimeout: while Redis does not answer, only the first
 // presence lookup waits for it; every later send goes straight to every known host,
-// and a probe off the send path, about once a second, finds Redis when it is back.
+// and a probe off the send path (the first with the next send, then one a second)
+// finds Redis when it is back.
 // Retrying the lookup inline once a second held a send, and every send queued behind
 // it on its socket, for the lookup's 500 ms timeout each time.
 func TestHungRedisCostsOneLookupTimeout(t *testing.T) {
@@ -157,7 +163,7 @@ func TestHungRedisCostsOneLookupTimeout(t *testing.T) {
 	if n := p.lookups.Load(); n != 1 {
 		t.Errorf("%d lookups reached the hung Redis in 3 s, want only the first", n)
 	}
-	if n := p.probes.Load(); n < 2 || n > 3 {
+	if n := p.probes.Load(); n < 2 || n > 4 {
 		t.Errorf("%d probes in 2.5 s, want one about every second", n)
 	}
 
@@ -171,5 +177,30 @@ func TestHungRedisCostsOneLookupTimeout(t *testing.T) {
 			t.Fatalf("after Redis came back, an empty presence table still routed %v", groups)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestLookupBlipRecoversAtOnce: after one failed lookup with Redis otherwise well, the
+// first probe goes out with the next send, and lookups resume without waiting a second.
+func TestLookupBlipRecoversAtOnce(t *testing.T) {
+	now := time.Now()
+	self := chat.Host{HostID: "a", InternalURL: "http://127.0.0.1:1", Instance: "ia", LastHeartbeat: now}
+	dir := NewDirectory(self, time.Hour)
+	dir.Update([]chat.Host{self})
+	p := &hungPresence{}
+	p.alive.Store(true)
+	p.failOnce.Store(true)
+	d := NewDeliverer(DelivererConfig{HostID: "a", Timeout: 2 * time.Second}, nil, p, dir, NewSigner("0123456789abcdef0123456789abcdef"), nil, slog.New(slog.DiscardHandler))
+	defer d.Close(context.Background())
+	start := time.Now()
+	for p.lookups.Load() < 2 {
+		if time.Since(start) > 500*time.Millisecond {
+			t.Fatalf("lookups had not resumed %v after one failed with Redis well", time.Since(start))
+		}
+		d.route(context.Background(), "t1", time.Now(), []string{"u1"})
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := p.probes.Load(); n != 1 {
+		t.Errorf("%d probes, want the one that found Redis well", n)
 	}
 }
