@@ -2,6 +2,9 @@ package main
 
 import (
 	"math"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -70,5 +73,42 @@ func TestMarkdownShowsTheMachineOfEachRun(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("summary lacks %q:\n%s", want, text)
 		}
+	}
+}
+
+// The machine line says whether idle vCPUs poll before they halt, where the kernel
+// tells, and says nothing where it does not.
+func TestHaltPollNS(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, c := range []struct {
+		path string
+		want string
+	}{
+		{write("off", "0\n"), "0"},
+		{write("on", "200000\n"), "200000"},
+		{write("bad", "Y\n"), "none"},
+		{filepath.Join(dir, "missing"), "none"},
+	} {
+		got := "none"
+		if v := haltPollNS(c.path); v != nil {
+			got = strconv.FormatInt(*v, 10)
+		}
+		if got != c.want {
+			t.Errorf("%s: %s, want %s", filepath.Base(c.path), got, c.want)
+		}
+	}
+	m := Machine{CPUs: 2, Model: "Test CPU", HaltPollNS: haltPollNS(filepath.Join(dir, "off"))}
+	if s := m.String(); !strings.Contains(s, "; guest halt polling 0 ns") {
+		t.Errorf("machine line %q does not give the halt polling", s)
+	}
+	if s := (Machine{CPUs: 2}).String(); strings.Contains(s, "halt polling") {
+		t.Errorf("machine line %q gives a halt polling it never read", s)
 	}
 }
