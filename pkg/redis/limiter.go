@@ -12,8 +12,8 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// limiterRetryAfter is how long the limiter answers from local buckets, without asking
-// Redis, after a Redis error.
+// limiterRetryAfter spaces the probes (probeLimiter) that put the limiter back on
+// Redis after an error; until one answers, it answers from local buckets.
 const limiterRetryAfter = time.Second
 
 // limiterWarnEvery spaces the fallback warnings.
@@ -83,8 +83,12 @@ func (s *Store) limiterFailed(ctx context.Context, err error) {
 		return
 	}
 	wall := time.Now()
-	s.limiterDownUntil.Store(wall.Add(limiterRetryAfter).UnixNano())
-	s.limiterDegraded.Store(true)
+	if s.limiterDegraded.CompareAndSwap(false, true) {
+		// The first probe may go out with the next call: after an error on a blip (a
+		// moment's overload), limits are back in Redis at once rather than per host
+		// for a second.
+		s.limiterDownUntil.Store(wall.UnixNano())
+	}
 	last := s.limiterWarnedAt.Load()
 	if wall.UnixNano()-last >= int64(limiterWarnEvery) && s.limiterWarnedAt.CompareAndSwap(last, wall.UnixNano()) {
 		s.log.Warn("rate limiter cannot reach redis; limits are per host until it can", "err", err)

@@ -273,3 +273,29 @@ func TestLimiterBackOnRedis(t *testing.T) {
 		return nil
 	})
 }
+
+// TestLimiterBackAfterABlip: after one failed call with Redis otherwise well, the first
+// probe goes out with the next call and the limits are back in Redis at once, not a
+// second later.
+func TestLimiterBackAfterABlip(t *testing.T) {
+	t.Parallel()
+	m := miniredis.RunT(t)
+	client := goredis.NewClient(&goredis.Options{Addr: m.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { _ = client.Close() })
+	s := redis.New(client, redis.Config{}, testLogger(t))
+	m.SetError("LOADING down for the test")
+	if _, _, err := s.Allow(t.Context(), "send:u", 20, 40, 1); err != nil {
+		t.Fatal(err)
+	}
+	m.SetError("")
+	start := time.Now()
+	for len(m.Keys()) == 0 {
+		if time.Since(start) > 500*time.Millisecond {
+			t.Fatalf("the limiter still answered from local buckets %v after one error with Redis well", time.Since(start))
+		}
+		if _, _, err := s.Allow(t.Context(), "send:u", 20, 40, 1); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
