@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
+	"github.com/switchboard-chat/switchboard/pkg/internal/outage"
 	"github.com/switchboard-chat/switchboard/pkg/metrics"
 )
 
@@ -66,16 +67,12 @@ type Deliverer struct {
 	stop     chan struct{}
 	workers  sync.WaitGroup
 
-	// lookupDown: a presence lookup failed and no probe has found Redis answering
-	// since. Until one does, route skips Redis and goes straight to every known host, so
-	// an outage costs one lookup timeout in all, not one per message (which, on the
-	// socket's reader goroutine, held each connection to about two sends a second) nor
-	// one a second (an inline retry held every send behind it for up to 500 ms).
-	lookupDown atomic.Bool
-	// nextProbe (unix nanos): no probe of Redis starts before then, so an outage costs
-	// Redis (and the dialer) one probe per lookupRetryAfter, not one per message.
-	nextProbe atomic.Int64
-	probing   atomic.Bool // a probe of Redis is running
+	// lookupOutage is begun by a failed presence lookup. While it lasts, route skips
+	// Redis and goes straight to every known host, so an outage costs one lookup timeout
+	// in all, not one per message (which, on the socket's reader goroutine, held each
+	// connection to about two sends a second) nor one a second (an inline retry held
+	// every send behind it for up to 500 ms); only probes (probeRedis) end it.
+	lookupOutage outage.State
 	// fallbackHosts are the hosts known when the lookups began to fail: the fallback
 	// goes to them as well as to those known now, because a Redis that comes back
 	// empty lists only the hosts that re-registered since.
@@ -124,27 +121,20 @@ func (d *Deliverer) host(hostID string) (chat.Host, bool) {
 	return chat.Host{}, false
 }
 
-// probeRedis checks, off the send path, one probe at a time and at most once per
-// lookupRetryAfter, whether Redis answers again; the first answer ends the skipping at
-// once, so lookups resume as soon as Redis is back (the last known host list may then
-// be partial: hosts re-register).
+// probeRedis checks, off the send path and at most once per lookupRetryAfter (longer
+// than a probe may take, so one at a time), whether Redis answers again; the first
+// answer ends the skipping at once, so lookups resume as soon as Redis is back (the
+// last known host list may then be partial: hosts re-register).
 func (d *Deliverer) probeRedis() {
-	now := time.Now().UnixNano()
-	next := d.nextProbe.Load()
-	if now < next || !d.probing.CompareAndSwap(false, true) {
-		return
-	}
-	if !d.nextProbe.CompareAndSwap(next, now+int64(lookupRetryAfter)) {
-		d.probing.Store(false)
+	if !d.lookupOutage.ProbeDue(lookupRetryAfter) {
 		return
 	}
 	d.inflight.Add(1)
 	go func() {
 		defer d.inflight.Done()
-		defer d.probing.Store(false)
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		defer cancel()
-		if _, err := d.presence.Hosts(ctx); err == nil && d.lookupDown.CompareAndSwap(true, false) {
+		if _, err := d.presence.Hosts(ctx); err == nil && d.lookupOutage.Recover() {
 			d.log.Info("presence lookups back on redis")
 		}
 	}()
@@ -158,11 +148,7 @@ func (d *Deliverer) lookupFailed(err error) {
 		known := d.dir.Known()
 		d.fallbackHosts.Store(&known)
 	}
-	if d.lookupDown.CompareAndSwap(false, true) {
-		// The first probe may start with the next send: after a lookup that failed on a
-		// blip (a moment's overload), deliveries go back to the presence table at once
-		// rather than to every host for a second.
-		d.nextProbe.Store(0)
+	if d.lookupOutage.Fail() { // the first probe goes out with the next send
 		d.log.Warn("presence lookup failed; delivering to every known host until redis answers", "err", err)
 	}
 }
@@ -321,7 +307,7 @@ func (d *Deliverer) route(ctx context.Context, threadID string, after time.Time,
 	// client's dial retries would otherwise use up the time the fallback needs.
 	var entries map[string][]chat.Connection
 	err := errLookupSkipped
-	if !d.lookupDown.Load() {
+	if !d.lookupOutage.Down() {
 		lctx, lcancel := context.WithTimeout(ctx, min(500*time.Millisecond, d.cfg.Timeout/4))
 		entries, err = d.sharedLookup(lctx, threadID, after, recipients)
 		lcancel()

@@ -40,7 +40,7 @@ func (s *Store) bucket(ctx context.Context, key string, r float64, burst, n int,
 		return false, 0, fmt.Errorf("redis: limiter %q: rate %v, burst %d and n %d must be positive", key, r, burst, n)
 	}
 	now := s.cfg.Now()
-	if s.limiterDegraded.Load() {
+	if s.limiterOutage.Down() {
 		// Redis failed a moment ago: a probe off the send path finds out when it is
 		// back, so no caller waits out a Redis that may still hang.
 		s.probeLimiter()
@@ -82,13 +82,8 @@ func (s *Store) limiterFailed(ctx context.Context, err error) {
 	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return
 	}
+	s.limiterOutage.Fail() // the first probe goes out with the next call
 	wall := time.Now()
-	if s.limiterDegraded.CompareAndSwap(false, true) {
-		// The first probe may go out with the next call: after an error on a blip (a
-		// moment's overload), limits are back in Redis at once rather than per host
-		// for a second.
-		s.limiterDownUntil.Store(wall.UnixNano())
-	}
 	last := s.limiterWarnedAt.Load()
 	if wall.UnixNano()-last >= int64(limiterWarnEvery) && s.limiterWarnedAt.CompareAndSwap(last, wall.UnixNano()) {
 		s.log.Warn("rate limiter cannot reach redis; limits are per host until it can", "err", err)
@@ -101,18 +96,16 @@ func (s *Store) limiterFailed(ctx context.Context, err error) {
 // pipeline wait up to batchMaxWait for a Redis that did not answer, for as long as it
 // was unreachable (a 10 s cut in TestFaultRedisUnreachable: 49-81 sends answered a
 // second against 61-94 before it, on a loaded machine). The deliverer's presence
-// lookups have a probe of their own (cluster.Deliverer.probeRedis), as they go to
+// lookups keep their own outage.State (cluster.Deliverer.probeRedis), as they go to
 // Redis through another interface.
 func (s *Store) probeLimiter() {
-	now := time.Now().UnixNano()
-	until := s.limiterDownUntil.Load()
-	if now < until || !s.limiterDownUntil.CompareAndSwap(until, now+int64(limiterRetryAfter)) {
+	if !s.limiterOutage.ProbeDue(limiterRetryAfter) {
 		return
 	}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), limiterRetryAfter)
 		defer cancel()
-		if s.rdb.Ping(ctx).Err() == nil && s.limiterDegraded.CompareAndSwap(true, false) {
+		if s.rdb.Ping(ctx).Err() == nil && s.limiterOutage.Recover() {
 			s.log.Info("rate limiter back on redis")
 		}
 	}()

@@ -21,6 +21,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
+	"github.com/switchboard-chat/switchboard/pkg/internal/outage"
 )
 
 var (
@@ -103,13 +104,11 @@ type Store struct {
 	batch *batcher
 
 	local *localLimiter
-	// limiterDegraded is set by a Redis error in the limiter: it answers from local
+	// limiterOutage is begun by a Redis error in the limiter: it answers from local
 	// buckets without asking Redis until a probe (probeLimiter) finds Redis back, so a
-	// hung Redis costs the senders no timeout at all. limiterDownUntil (unix ns) spaces
-	// the probes.
-	limiterDownUntil atomic.Int64
-	limiterWarnedAt  atomic.Int64 // unix ns of the last fallback warning
-	limiterDegraded  atomic.Bool
+	// hung Redis costs the senders no timeout at all.
+	limiterOutage   outage.State
+	limiterWarnedAt atomic.Int64 // unix ns of the last fallback warning
 }
 
 // New returns a Store using client. A nil log discards.
