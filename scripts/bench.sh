@@ -7,6 +7,8 @@
 #   scripts/bench.sh --smoke      one short oneone run: zero loss, no latency assertion
 #   scripts/bench.sh --up         start the cluster, print its URLs and PIDs, wait for Ctrl-C
 #   scripts/bench.sh --keep ...   keep the sb_bench database and the logs afterwards
+#   scripts/bench.sh --relay ...  the same, against cmd/barerelay (issue 6's reference
+#                                 relay) instead of chatd: oneone, ramp and fanout only
 #
 # What it does:
 #   1. builds chatd and chatbench into a temp dir;
@@ -48,12 +50,14 @@ cd "$ROOT"
 
 MODE=full
 KEEP=""
+SERVER=chatd
 while (($# > 0)); do
 	case "$1" in
 	--quick) MODE=quick ;;
 	--smoke) MODE=smoke ;;
 	--up) MODE=up ;;
 	--keep) KEEP=1 ;;
+	--relay) SERVER=relay ;;
 	-h | --help)
 		sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
 		exit 0
@@ -134,8 +138,12 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---- build -----------------------------------------------------------------------------
-info "building chatd and chatbench"
-go build -o "$WORK/chatd" ./cmd/chatd
+info "building $SERVER and chatbench"
+if [[ "$SERVER" == relay ]]; then
+	go build -o "$WORK/barerelay" ./cmd/barerelay
+else
+	go build -o "$WORK/chatd" ./cmd/chatd
+fi
 go build -o "$WORK/chatbench" ./cmd/chatbench
 BENCH="$WORK/chatbench"
 
@@ -152,10 +160,12 @@ export CHAT_DATABASE_URL="$DATABASE_URL" CHAT_REDIS_URL="$TEST_REDIS_URL" CHAT_R
 	CHAT_CLUSTER_SECRET="$SECRET" CHAT_AUTO_MIGRATE=false CHAT_BCRYPT_COST=4 \
 	CHAT_LIMIT_AUTH_PER_MINUTE=100000 CHAT_LIMIT_SOCKETS_PER_USER=1000 CHAT_LOG_LEVEL=warn \
 	CHAT_PPROF="${BENCH_PPROF:-false}"
-"$WORK/chatd" migrate >"$WORK/migrate.log" 2>&1 || {
-	cat "$WORK/migrate.log" >&2
-	die "chatd migrate failed"
-}
+if [[ "$SERVER" == chatd ]]; then
+	"$WORK/chatd" migrate >"$WORK/migrate.log" 2>&1 || {
+		cat "$WORK/migrate.log" >&2
+		die "chatd migrate failed"
+	}
+fi
 
 # ---- cluster ---------------------------------------------------------------------------
 # Sockets are file descriptors: lift the soft limit for the hosts and the generator.
@@ -166,9 +176,15 @@ start_host() { # start_host I: host I (1-based) in the background; sets PIDS[I-1
 	local i=$1 pub=$((PORT_BASE + i)) int=$((PORT_BASE + 1000 + i))
 	# GOMAXPROCS only when set (an empty one is not the default to the runtime); env
 	# execs chatd, so $! is still the host's PID (storm kills it).
-	env ${HOST_PROCS:+GOMAXPROCS="$HOST_PROCS"} \
-		CHAT_HOST_ID="bench$i" CHAT_PUBLIC_ADDR="127.0.0.1:$pub" CHAT_INTERNAL_ADDR="127.0.0.1:$int" \
-		"$WORK/chatd" serve >>"$WORK/chatd$i.log" 2>&1 &
+	if [[ "$SERVER" == relay ]]; then
+		env ${HOST_PROCS:+GOMAXPROCS="$HOST_PROCS"} "$WORK/barerelay" -public "127.0.0.1:$pub" \
+			-internal "127.0.0.1:$int" -redis "$TEST_REDIS_URL" -prefix "$REDIS_PREFIX" \
+			-database "$DATABASE_URL" >>"$WORK/chatd$i.log" 2>&1 &
+	else
+		env ${HOST_PROCS:+GOMAXPROCS="$HOST_PROCS"} \
+			CHAT_HOST_ID="bench$i" CHAT_PUBLIC_ADDR="127.0.0.1:$pub" CHAT_INTERNAL_ADDR="127.0.0.1:$int" \
+			"$WORK/chatd" serve >>"$WORK/chatd$i.log" 2>&1 &
+	fi
 	PIDS[i - 1]=$!
 }
 stop_host() { # stop_host I: SIGTERM host I (it drains), SIGKILL after 20 s
@@ -274,11 +290,25 @@ bench() { # bench NAME SCENARIO FLAGS...: one run; its JSON goes to $WORK/NAME.j
 }
 FLOOR=(--redis-url "$TEST_REDIS_URL" --database-url "$DATABASE_URL")
 
-case "$MODE" in
-smoke)
+case "$SERVER-$MODE" in
+relay-smoke)
 	bench oneone oneone --rate 200 --duration 3s --grace 5s
 	;;
-quick)
+relay-*)
+	# The relay has no catch-up, reconnects or memory target of its own to compare.
+	bench oneone oneone --rate 1000 --duration 10s "${FLOOR[@]}"
+	if [[ "$MODE" == full ]]; then
+		bench ramp ramp --rates 500,1000,1500,2000,2500,3000,3500,4000,4500,5000,6000,7500,10000 --step 5s
+	fi
+	bench fanout fanout --members 100 --rate 1000 --duration 10s
+	if [[ "$MODE" == full ]]; then
+		bench fanout-1100 fanout --members 100 --rate 1100 --duration 10s
+	fi
+	;;
+*-smoke)
+	bench oneone oneone --rate 200 --duration 3s --grace 5s
+	;;
+*-quick)
 	bench oneone oneone --rate 1000 --duration 10s "${FLOOR[@]}"
 	bench fanout fanout --members 100 --rate 500 --duration 3s
 	bench catchup catchup --backlog 2000
@@ -286,7 +316,7 @@ quick)
 	bench idle idle --conns 2000 --settle 3s
 	bench storm storm --conns 300 --duration 10s --kill-after 3s --kill-pid "${PIDS[HOSTS_N - 1]}"
 	;;
-full)
+*-full)
 	bench oneone oneone --rate 1000 --duration 10s "${FLOOR[@]}"
 	bench ramp ramp --rates 500,1000,1500,2000,2500,3000,3500,4000,4500,5000,6000,7500,10000 --step 5s
 	# 100 members get 99 deliveries a message: 1,000 msg/s tops out at 99,000/s, so the
@@ -305,13 +335,15 @@ esac
 if ((${#RUNS[@]} > 0)) && [[ "$MODE" != smoke ]]; then
 	stamp="$(date +%F)-$(hostname -s 2>/dev/null || hostname)"
 	[[ "$MODE" == quick ]] && stamp="$stamp-quick"
-	"$BENCH" summarize --note "Mode: $MODE; commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); hosts GOMAXPROCS=${HOST_PROCS:-default}." \
+	[[ "$SERVER" == relay ]] && stamp="$stamp-relay"
+	"$BENCH" summarize --note "Mode: $MODE; server $SERVER; commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); hosts GOMAXPROCS=${HOST_PROCS:-default}." \
 		--out "$OUT_DIR/$stamp.json" --md "$OUT_DIR/$stamp.md" "${RUNS[@]}"
 	info "results: $OUT_DIR/$stamp.json and $OUT_DIR/$stamp.md"
 	# The charts README.md and docs/bench show; a quick run (no ramp) draws its own
 	# elsewhere so it never replaces those of a full one.
 	charts="$OUT_DIR/charts"
 	[[ "$MODE" == quick ]] && charts="$OUT_DIR/charts-quick"
+	[[ "$SERVER" == relay ]] && charts="$OUT_DIR/charts-relay"
 	if "$BENCH" chart --out "$charts" "$OUT_DIR/$stamp.json"; then
 		info "charts: $charts"
 	else
