@@ -122,6 +122,7 @@ type LoadResult struct {
 	LastMember   *Summary         `json:"latency_last_member,omitempty"`
 	Verify       VerifyResult     `json:"verify"`
 	Server       *ServerResult    `json:"server,omitempty"`
+	MachineCPU   *ProcCPU         `json:"machine_cpu,omitempty"`
 	Errors       map[string]int64 `json:"error_frames,omitempty"`
 	Held         *bool            `json:"held,omitempty"`
 }
@@ -529,6 +530,9 @@ func printLoad(w io.Writer, l *LoadResult) {
 	}
 	fmt.Fprintf(w, "latency write -> sent:           %s\n", fmtSummary(l.AckLatency))
 	fmt.Fprintf(w, "generator lag due -> write:      %s\n", fmtSummary(l.Lag))
+	if l.MachineCPU != nil {
+		fmt.Fprintf(w, "CPU of every process here:       %s\n", l.MachineCPU)
+	}
 	printVerify(w, &l.Verify)
 }
 
@@ -552,15 +556,19 @@ func printVerify(w io.Writer, v *VerifyResult) {
 
 func printSteps(w io.Writer, steps []*LoadResult) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "rate/s\tacked/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tlost\treord\terrors\tstalls\tlag p99 ms\theld\t")
+	fmt.Fprintln(tw, "rate/s\tacked/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tlost\treord\terrors\tstalls\tlag p99 ms\tCPU µs/msg\theld\t")
 	for _, s := range steps {
 		held := "no"
 		if s.Held != nil && *s.Held {
 			held = "yes"
 		}
-		fmt.Fprintf(tw, "%g\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t\n", s.OfferedRate, s.AckedRate,
+		cpu := "-"
+		if s.MachineCPU != nil {
+			cpu = fmt.Sprintf("%.0f", s.MachineCPU.TotalUS)
+		}
+		fmt.Fprintf(tw, "%g\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t\n", s.OfferedRate, s.AckedRate,
 			fmtNum(s.Latency.P50), fmtNum(s.Latency.P90), fmtNum(s.Latency.P99), fmtNum(s.Latency.P999), fmtNum(s.Latency.Max),
-			s.Verify.Lost, s.Verify.Reordered, s.Verify.SendErrors+s.Verify.WriteErrs, s.Stalls, fmtNum(s.Lag.P99), held)
+			s.Verify.Lost, s.Verify.Reordered, s.Verify.SendErrors+s.Verify.WriteErrs, s.Stalls, fmtNum(s.Lag.P99), cpu, held)
 	}
 	_ = tw.Flush()
 }

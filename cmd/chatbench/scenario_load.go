@@ -46,13 +46,15 @@ func (b *bench) phase(ctx context.Context, label string, senders, devs []*device
 	st := newRunStats()
 	b.stats.Store(st)
 	before, _ := b.scrapeAll(ctx)
+	procs := readProcCPU("/proc")
 	sendTime, drain := b.load(ctx, label, senders, rate, total)
+	procCPU := procCPUDelta(procs, readProcCPU("/proc"), st.acked.Load())
 	after, errs := b.scrapeAll(ctx)
 	l := &LoadResult{
 		Label: label, OfferedRate: rate, Seconds: sendTime.Seconds(), Senders: len(senders), Receivers: len(devs),
 		Emitted: st.emitted.Load(), Issued: st.issued.Load(), Acked: st.acked.Load(), Deliveries: st.received.Load(),
 		Stalls: st.stalls.Load(), DrainSeconds: drain.Seconds(),
-		Latency: st.lat.Summary(), AckLatency: st.ackLat.Summary(), Lag: st.lag.Summary(),
+		Latency: st.lat.Summary(), AckLatency: st.ackLat.Summary(), Lag: st.lag.Summary(), MachineCPU: procCPU,
 	}
 	l.Latency.CDF = st.lat.CDF()
 	window := sendTime.Seconds()

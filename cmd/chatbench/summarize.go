@@ -94,7 +94,7 @@ func markdown(m Matrix, results []*Result) string {
 			fmt.Fprintf(&b, "| %s | %s | %s | %s %s | %s |\n", r.Scenario, t.What, t.Want, fmtNum(t.Measured), t.Unit, met)
 		}
 	}
-	b.WriteString("\n## Runs\n\n| scenario | verdict | offered | acked/s | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | lost | reordered | dups | host CPU µs/msg |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("\n## Runs\n\n| scenario | verdict | offered | acked/s | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | lost | reordered | dups | host CPU µs/msg | all CPU µs/msg |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range results {
 		verdict := "pass"
 		if !r.Pass {
@@ -113,12 +113,16 @@ func markdown(m Matrix, results []*Result) string {
 			if srv != nil && srv.CPUPerMsgUS > 0 {
 				cpu = fmt.Sprintf("%.0f", srv.CPUPerMsgUS)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %g/s | %.0f | %.0f | %s | %s | %s | %s | %s | %d | %d | %d | %s |\n",
+			all := "-"
+			if l.MachineCPU != nil {
+				all = fmt.Sprintf("%.0f", l.MachineCPU.TotalUS)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %g/s | %.0f | %.0f | %s | %s | %s | %s | %s | %d | %d | %d | %s | %s |\n",
 				l.Label, verdict, l.OfferedRate, l.AckedRate, l.DeliveryRate, fmtNum(l.Latency.P50), fmtNum(l.Latency.P90),
-				fmtNum(l.Latency.P99), fmtNum(l.Latency.P999), fmtNum(l.Latency.Max), l.Verify.Lost, l.Verify.Reordered, l.Verify.Duplicates, cpu)
+				fmtNum(l.Latency.P99), fmtNum(l.Latency.P999), fmtNum(l.Latency.Max), l.Verify.Lost, l.Verify.Reordered, l.Verify.Duplicates, cpu, all)
 		}
 		if r.HeldRate != nil {
-			fmt.Fprintf(&b, "| ramp | | highest rate held: **%g msg/s** | | | | | | | | | | | |\n", *r.HeldRate)
+			fmt.Fprintf(&b, "| ramp | | highest rate held: **%g msg/s** | | | | | | | | | | | | |\n", *r.HeldRate)
 		}
 	}
 	for _, r := range results {
