@@ -11,7 +11,7 @@
 #                                 relay) instead of chatd: oneone, ramp and fanout only
 #
 # What it does:
-#   1. builds chatd and chatbench into a temp dir;
+#   1. builds chatd (or barerelay) and chatbench into a temp dir;
 #   2. creates a fresh database sb_bench on the server of TEST_DATABASE_URL and uses a
 #      fresh key prefix on TEST_REDIS_URL (nothing else there is touched);
 #   3. starts 3 `chatd serve` on 127.0.0.1: public 8081-8083, internal 9081-9083, with
@@ -291,7 +291,7 @@ bench() { # bench NAME SCENARIO FLAGS...: one run; its JSON goes to $WORK/NAME.j
 FLOOR=(--redis-url "$TEST_REDIS_URL" --database-url "$DATABASE_URL")
 
 case "$SERVER-$MODE" in
-relay-smoke)
+*-smoke)
 	bench oneone oneone --rate 200 --duration 3s --grace 5s
 	;;
 relay-*)
@@ -304,9 +304,6 @@ relay-*)
 	if [[ "$MODE" == full ]]; then
 		bench fanout-1100 fanout --members 100 --rate 1100 --duration 10s
 	fi
-	;;
-*-smoke)
-	bench oneone oneone --rate 200 --duration 3s --grace 5s
 	;;
 *-quick)
 	bench oneone oneone --rate 1000 --duration 10s "${FLOOR[@]}"
