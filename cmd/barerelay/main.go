@@ -39,6 +39,8 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-chat/switchboard/pkg/chat" // the contract's message shape (stdlib only)
 )
 
 func main() {
@@ -279,15 +281,6 @@ func (r *relay) serveWS(w http.ResponseWriter, req *http.Request) {
 	}
 }
 
-type message struct {
-	ID          string `json:"id"`
-	ThreadID    string `json:"thread_id"`
-	Seq         int64  `json:"seq"`
-	SenderID    string `json:"sender_id"`
-	ClientMsgID string `json:"client_msg_id"`
-	Body        string `json:"body"`
-}
-
 // send is the whole path of a message: one Redis lookup of the members' hosts, one
 // insert, `sent`, then one POST per host that has recipients, waiting for each.
 func (r *relay) send(ctx context.Context, s *socket, thread, cmid, body string) error {
@@ -309,20 +302,20 @@ func (r *relay) send(ctx context.Context, s *socket, thread, cmid, body string) 
 	r.seqs[thread]++
 	seq := r.seqs[thread]
 	r.mu.Unlock()
-	m := message{ID: fmt.Sprintf("%s.%d", thread, seq), ThreadID: thread, Seq: seq, SenderID: s.user, ClientMsgID: cmid, Body: body}
+	m := chat.Message{ID: fmt.Sprintf("%s.%d", thread, seq), ThreadID: thread, Seq: seq, SenderID: s.user, ClientMsgID: cmid, Body: body, CreatedAt: time.Now().UTC()}
 	if _, err := r.db.ExecContext(ctx, `INSERT INTO relay_messages (thread_id, seq, sender, body) VALUES ($1, $2, $3, $4)`,
 		thread, seq, s.user, body); err != nil {
 		return err
 	}
 	sent, _ := json.Marshal(struct {
-		Type        string  `json:"type"`
-		ClientMsgID string  `json:"client_msg_id"`
-		Message     message `json:"message"`
+		Type        string       `json:"type"`
+		ClientMsgID string       `json:"client_msg_id"`
+		Message     chat.Message `json:"message"`
 	}{"sent", cmid, m})
 	_ = s.write(sent)
 	frame, _ := json.Marshal(struct {
-		Type    string  `json:"type"`
-		Message message `json:"message"`
+		Type    string       `json:"type"`
+		Message chat.Message `json:"message"`
 	}{"message", m})
 	byHost := map[string][]string{}
 	for i, h := range hosts {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/switchboard-chat/switchboard/pkg/chat"
 	"github.com/switchboard-chat/switchboard/pkg/dbtest"
 )
 
@@ -78,9 +79,9 @@ func dial(t *testing.T, base, token string) *websocket.Conn {
 }
 
 type frame struct {
-	Type        string  `json:"type"`
-	ClientMsgID string  `json:"client_msg_id"`
-	Message     message `json:"message"`
+	Type        string       `json:"type"`
+	ClientMsgID string       `json:"client_msg_id"`
+	Message     chat.Message `json:"message"`
 }
 
 func want(t *testing.T, c *websocket.Conn, typ string) frame {
@@ -121,7 +122,7 @@ func TestRelayHandsAMessageToAnotherProcess(t *testing.T) {
 		}
 		sent := want(t, alice, "sent")
 		got := want(t, bob, "message")
-		if sent.ClientMsgID != "c"+body || got.Message != sent.Message || got.Message.Body != body || got.Message.Seq != int64(i+1) {
+		if sent.ClientMsgID != "c"+body || got.Message != sent.Message || got.Message.CreatedAt.IsZero() || got.Message.Body != body || got.Message.Seq != int64(i+1) {
 			t.Fatalf("sent %+v, bob got %+v; want body %q at seq %d", sent, got.Message, body, i+1)
 		}
 	}
