@@ -9,6 +9,9 @@
 #   scripts/bench.sh --keep ...   keep the sb_bench database and the logs afterwards
 #   scripts/bench.sh --relay ...  the same, against cmd/barerelay (issue 6's reference
 #                                 relay) instead of chatd: oneone, ramp and fanout only
+#   scripts/bench.sh --vs REV     this working tree against commit REV: two clusters side
+#                                 by side, oneone runs taken in turns (--pairs N, default 6),
+#                                 then `chatbench compare` of the two sides
 #
 # What it does:
 #   1. builds chatd (or barerelay) and chatbench into a temp dir;
@@ -29,7 +32,9 @@
 #                      (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)
 #   TEST_REDIS_URL     redis URL (default redis://127.0.0.1:6379/0)
 #   BENCH_DB           name of the private database (default sb_bench; two bench clusters at once need two)
-#   BENCH_PORT_BASE    public ports are BASE+1..3, internal BASE+1001..1003 (default 8080)
+#   BENCH_PORT_BASE    public ports are BASE+1..3, internal BASE+1001..1003 (default 8080);
+#                      --vs puts REV's cluster on BASE+11..13 and BASE+1011..1013
+#   BENCH_VS_RATE      --vs: the oneone rate of each run (default 1000 msg/s)
 #   BENCH_PPROF=true   serve /debug/pprof on the internal listeners (signed requests only)
 #   BENCH_OUT          results directory (default docs/bench/results)
 #   BENCH_QUIET_WAIT   seconds to wait before each run for the machine to be idle (120)
@@ -51,6 +56,8 @@ cd "$ROOT"
 MODE=full
 KEEP=""
 SERVER=chatd
+VS_REV=""
+PAIRS=6
 while (($# > 0)); do
 	case "$1" in
 	--quick) MODE=quick ;;
@@ -58,6 +65,16 @@ while (($# > 0)); do
 	--up) MODE=up ;;
 	--keep) KEEP=1 ;;
 	--relay) SERVER=relay ;;
+	--vs)
+		(($# >= 2)) || { echo "bench.sh: --vs needs a commit" >&2; exit 2; }
+		MODE=vs VS_REV=$2
+		shift
+		;;
+	--pairs)
+		[[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: --pairs needs a whole number" >&2; exit 2; }
+		PAIRS=$2
+		shift
+		;;
 	-h | --help)
 		sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
 		exit 0
@@ -78,6 +95,14 @@ DB_NAME="${BENCH_DB:-sb_bench}"
 REDIS_PREFIX="sbbench$(date +%s):"
 HOSTS_N=3
 HOST_PROCS="${BENCH_HOST_GOMAXPROCS-1}"
+# --vs: the second cluster's own database and key prefix (a prefix of its own, not one
+# nested under the first, so neither cluster's key scans can see the other's keys).
+DB_NAME_VS="${DB_NAME}_vs"
+REDIS_PREFIX_VS="sbbenchvs$(date +%s):"
+[[ "$MODE" == vs && "$SERVER" == relay ]] && { echo "bench.sh: --vs compares chatd builds, not the relay" >&2; exit 2; }
+if [[ "$MODE" == vs ]]; then
+	VS_COMMIT=$(git rev-parse --verify --quiet "$VS_REV^{commit}") || { echo "bench.sh: --vs: no commit $VS_REV" >&2; exit 2; }
+fi
 
 info() { printf '==> %s\n' "$*" >&2; }
 die() {
@@ -108,6 +133,7 @@ psql -X "$TEST_DATABASE_URL" -Atqc 'select 1' >/dev/null 2>&1 ||
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/switchboard-bench.XXXXXX")
 PIDS=()
 DB_CREATED=""
+DB_VS_CREATED=""
 
 cleanup() {
 	local rc=$? pid
@@ -123,12 +149,16 @@ cleanup() {
 		done
 		kill -KILL "$pid" 2>/dev/null
 	done
-	redis-cli --no-auth-warning -u "$TEST_REDIS_URL" --scan --pattern "${REDIS_PREFIX}*" 2>/dev/null |
-		xargs -r -n 500 redis-cli --no-auth-warning -u "$TEST_REDIS_URL" del >/dev/null 2>&1
+	local prefix
+	for prefix in "$REDIS_PREFIX" "$REDIS_PREFIX_VS"; do
+		redis-cli --no-auth-warning -u "$TEST_REDIS_URL" --scan --pattern "${prefix}*" 2>/dev/null |
+			xargs -r -n 500 redis-cli --no-auth-warning -u "$TEST_REDIS_URL" del >/dev/null 2>&1
+	done
 	if [[ -n "$KEEP" ]]; then
-		info "kept: database $DB_NAME, logs in $WORK"
+		info "kept: database $DB_NAME${DB_VS_CREATED:+ and $DB_NAME_VS}, logs in $WORK"
 	else
 		[[ -n "$DB_CREATED" ]] && psql -X "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null 2>&1
+		[[ -n "$DB_VS_CREATED" ]] && psql -X "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $DB_NAME_VS WITH (FORCE)" >/dev/null 2>&1
 		rm -rf "$WORK"
 	fi
 	exit "$rc"
@@ -146,6 +176,16 @@ else
 fi
 go build -o "$WORK/chatbench" ./cmd/chatbench
 BENCH="$WORK/chatbench"
+if [[ "$MODE" == vs ]]; then
+	# REV's tree as committed, built with its own go.mod: what it was, not what it
+	# would be with this tree's dependencies.
+	info "building chatd at $VS_REV (${VS_COMMIT:0:12})"
+	mkdir -p "$WORK/src-vs"
+	git archive "$VS_COMMIT" | tar -x -C "$WORK/src-vs"
+	# Named chatd too, so that chatbench's CPU by process name counts both builds alike.
+	mkdir -p "$WORK/vs"
+	(cd "$WORK/src-vs" && go build -o "$WORK/vs/chatd" ./cmd/chatd)
+fi
 
 # ---- stores ----------------------------------------------------------------------------
 info "fresh database $DB_NAME; Redis prefix $REDIS_PREFIX"
@@ -166,14 +206,34 @@ if [[ "$SERVER" == chatd ]]; then
 		die "chatd migrate failed"
 	}
 fi
+if [[ "$MODE" == vs ]]; then
+	info "fresh database $DB_NAME_VS; Redis prefix $REDIS_PREFIX_VS (chatd at $VS_REV)"
+	psql -X "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $DB_NAME_VS WITH (FORCE)" >/dev/null
+	psql -X "$TEST_DATABASE_URL" -qc "CREATE DATABASE $DB_NAME_VS" >/dev/null
+	DB_VS_CREATED=1
+	DATABASE_URL_VS=$(with_db "$TEST_DATABASE_URL" "$DB_NAME_VS")
+	CHAT_DATABASE_URL="$DATABASE_URL_VS" "$WORK/vs/chatd" migrate >"$WORK/migrate-vs.log" 2>&1 || {
+		cat "$WORK/migrate-vs.log" >&2
+		die "chatd migrate (at $VS_REV) failed"
+	}
+fi
 
 # ---- cluster ---------------------------------------------------------------------------
 # Sockets are file descriptors: lift the soft limit for the hosts and the generator.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 HOSTS=()
-start_host() { # start_host I: host I (1-based) in the background; sets PIDS[I-1]
+HOSTS_VS=()
+start_host() { # start_host I [vs]: host I (1-based) in the background; sets PIDS[I-1]
 	local i=$1 pub=$((PORT_BASE + i)) int=$((PORT_BASE + 1000 + i))
+	if [[ "${2:-}" == vs ]]; then # REV's cluster, beside this one
+		pub=$((PORT_BASE + 10 + i)) int=$((PORT_BASE + 1010 + i))
+		env ${HOST_PROCS:+GOMAXPROCS="$HOST_PROCS"} CHAT_DATABASE_URL="$DATABASE_URL_VS" CHAT_REDIS_PREFIX="$REDIS_PREFIX_VS" \
+			CHAT_HOST_ID="benchvs$i" CHAT_PUBLIC_ADDR="127.0.0.1:$pub" CHAT_INTERNAL_ADDR="127.0.0.1:$int" \
+			"$WORK/vs/chatd" serve >>"$WORK/chatd-vs$i.log" 2>&1 &
+		PIDS[HOSTS_N + i - 1]=$!
+		return
+	fi
 	# GOMAXPROCS only when set (an empty one is not the default to the runtime); env
 	# execs chatd, so $! is still the host's PID (storm kills it).
 	if [[ "$SERVER" == relay ]]; then
@@ -220,10 +280,25 @@ for i in $(seq 1 $HOSTS_N); do
 	HOSTS+=("http://127.0.0.1:$pub")
 	start_host "$i"
 done
+if [[ "$MODE" == vs ]]; then
+	for i in $(seq 1 $HOSTS_N); do
+		pub=$((PORT_BASE + 10 + i))
+		if (exec 3<>"/dev/tcp/127.0.0.1/$pub") 2>/dev/null; then
+			die "port $pub is taken; set BENCH_PORT_BASE"
+		fi
+		HOSTS_VS+=("http://127.0.0.1:$pub")
+		start_host "$i" vs
+	done
+fi
 for i in $(seq 1 $HOSTS_N); do
 	wait_ready "${HOSTS[i - 1]}" || {
 		tail -n 20 "$WORK/chatd$i.log" >&2
 		die "host $i did not become ready"
+	}
+	[[ "$MODE" == vs ]] || continue
+	wait_ready "${HOSTS_VS[i - 1]}" || {
+		tail -n 20 "$WORK/chatd-vs$i.log" >&2
+		die "host $i at $VS_REV did not become ready"
 	}
 done
 HOST_LIST=$(
@@ -280,7 +355,7 @@ bench() { # bench NAME SCENARIO FLAGS...: one run; its JSON goes to $WORK/NAME.j
 	shift
 	wait_quiet
 	info "chatbench $*"
-	if "$BENCH" "$@" --hosts "$HOST_LIST" --json "$WORK/$name.json"; then
+	if "$BENCH" "$@" --hosts "${RUN_HOSTS:-$HOST_LIST}" --json "$WORK/$name.json"; then
 		:
 	else
 		FAILED+=("$name")
@@ -291,6 +366,33 @@ bench() { # bench NAME SCENARIO FLAGS...: one run; its JSON goes to $WORK/NAME.j
 FLOOR=(--redis-url "$TEST_REDIS_URL" --database-url "$DATABASE_URL")
 
 case "$SERVER-$MODE" in
+*-vs)
+	# Taken in turns, the order flipped every pair (AB BA AB ...), so that a machine
+	# growing slower or faster over the runs favours neither side.
+	VS_LIST=$(
+		IFS=,
+		echo "${HOSTS_VS[*]}"
+	)
+	VS_A=() VS_B=()
+	for p in $(seq 1 "$PAIRS"); do
+		order=(here vs)
+		((p % 2 == 0)) && order=(vs here)
+		for side in "${order[@]}"; do
+			RUN_HOSTS=$HOST_LIST
+			[[ "$side" == vs ]] && RUN_HOSTS=$VS_LIST
+			info "pair $p of $PAIRS: $([[ "$side" == vs ]] && echo "$VS_REV" || echo "this tree")"
+			bench "vs-$side-$p" oneone --rate "${BENCH_VS_RATE:-1000}" --duration 10s >"$WORK/vs-$side-$p.txt" 2>&1
+			grep -E '^(latency write -> receiver|CPU of every)' "$WORK/vs-$side-$p.txt" >&2 || true
+			if [[ "$side" == vs ]]; then VS_B+=("$WORK/vs-$side-$p.json"); else VS_A+=("$WORK/vs-$side-$p.json"); fi
+		done
+	done
+	RUNS=() # compared below, not summarized as a matrix
+	if ((${#FAILED[@]} == 0)); then
+		printf '\n## This tree (%s and changes) against %s (%s), %d oneone pairs at %s msg/s\n\n' \
+			"$(git rev-parse --short HEAD)" "$VS_REV" "${VS_COMMIT:0:12}" "$PAIRS" "${BENCH_VS_RATE:-1000}"
+		"$BENCH" compare --names "this tree,$VS_REV" "$(IFS=,; echo "${VS_A[*]}")" "$(IFS=,; echo "${VS_B[*]}")"
+	fi
+	;;
 *-smoke)
 	bench oneone oneone --rate 200 --duration 3s --grace 5s
 	;;

@@ -49,11 +49,19 @@ scenarios (each finishes in under a minute with its defaults):
   storm     --conns sockets on one host, which is killed (--kill-pid or --kill-cmd)
   summarize combine --json files of runs into one JSON and a Markdown table
   chart     draw latency-vs-rate.svg and latency-cdf.svg from results (--out DIR)
+  compare   runs of two builds taken in turns: medians, and pairs won with a sign test
 
 Run 'chatbench SCENARIO -h' for the flags. Setup uses only the public API: the
 cluster must allow many registrations (CHAT_LIMIT_AUTH_PER_MINUTE) and should hash
 with CHAT_BCRYPT_COST=4; scripts/bench.sh starts such a cluster.
 `
+
+// tools are the subcommands that work on results rather than a cluster.
+var tools = map[string]func(args []string, stdout, stderr io.Writer) error{
+	"summarize": summarize,
+	"compare":   compare,
+	"chart":     chart,
+}
 
 // run is main without the process; it returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -62,23 +70,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	scenario, rest := args[0], args[1:]
-	switch scenario {
-	case "-h", "--help", "help":
+	if scenario == "-h" || scenario == "--help" || scenario == "help" {
 		fmt.Fprint(stdout, usage)
 		return 0
-	case "summarize":
-		if err := summarize(rest, stdout, stderr); err != nil {
-			fmt.Fprintf(stderr, "chatbench summarize: %v\n", err)
-			return 1
-		}
-		return 0
-	case "chart":
-		err := chart(rest, stdout, stderr)
+	}
+	if tool, ok := tools[scenario]; ok {
+		err := tool(rest, stdout, stderr)
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		if err != nil {
-			fmt.Fprintf(stderr, "chatbench chart: %v\n", err)
+			fmt.Fprintf(stderr, "chatbench %s: %v\n", scenario, err)
 			return 1
 		}
 		return 0
