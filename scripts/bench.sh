@@ -207,6 +207,14 @@ if [[ "$SERVER" == chatd ]]; then
 	}
 fi
 if [[ "$MODE" == vs ]]; then
+	# Each host's pool opens up to 20 connections (docs/operations.md): six hosts need
+	# more than the server's default 100, or a burst of catch-ups fails with "too many
+	# clients already" and the run with it.
+	maxconn=$(psql -X "$TEST_DATABASE_URL" -Atqc 'show max_connections')
+	if ((maxconn < 2 * HOSTS_N * 20 + 10)); then
+		info "WARNING: PostgreSQL allows $maxconn connections and the two clusters may open $((2 * HOSTS_N * 20));" \
+			"a run that fails with 'too many clients already' in the host logs (--keep) is this, not the code"
+	fi
 	info "fresh database $DB_NAME_VS; Redis prefix $REDIS_PREFIX_VS (chatd at $VS_REV)"
 	psql -X "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $DB_NAME_VS WITH (FORCE)" >/dev/null
 	psql -X "$TEST_DATABASE_URL" -qc "CREATE DATABASE $DB_NAME_VS" >/dev/null
@@ -381,8 +389,13 @@ case "$SERVER-$MODE" in
 			RUN_HOSTS=$HOST_LIST
 			[[ "$side" == vs ]] && RUN_HOSTS=$VS_LIST
 			info "pair $p of $PAIRS: $([[ "$side" == vs ]] && echo "$VS_REV" || echo "this tree")"
+			nfailed=${#FAILED[@]}
 			bench "vs-$side-$p" oneone --rate "${BENCH_VS_RATE:-1000}" --duration 10s >"$WORK/vs-$side-$p.txt" 2>&1
-			grep -E '^(latency write -> receiver|CPU of every)' "$WORK/vs-$side-$p.txt" >&2 || true
+			if ((${#FAILED[@]} > nfailed)); then
+				grep -v '^oneone ' "$WORK/vs-$side-$p.txt" | tail -n 30 >&2 # why it failed
+			else
+				grep -E '^(latency write -> receiver|CPU of every)' "$WORK/vs-$side-$p.txt" >&2 || true
+			fi
 			if [[ "$side" == vs ]]; then VS_B+=("$WORK/vs-$side-$p.json"); else VS_A+=("$WORK/vs-$side-$p.json"); fi
 		done
 	done
