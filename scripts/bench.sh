@@ -211,9 +211,11 @@ if [[ "$MODE" == vs ]]; then
 	# more than the server's default 100, or a burst of catch-ups fails with "too many
 	# clients already" and the run with it.
 	maxconn=$(psql -X "$TEST_DATABASE_URL" -Atqc 'show max_connections')
-	if ((maxconn < 2 * HOSTS_N * 20 + 10)); then
-		info "WARNING: PostgreSQL allows $maxconn connections and the two clusters may open $((2 * HOSTS_N * 20));" \
-			"a run that fails with 'too many clients already' in the host logs (--keep) is this, not the code"
+	pool=${CHAT_DB_MAX_CONNS:-20}
+	if ((maxconn < 2 * HOSTS_N * pool + 10)); then
+		info "WARNING: PostgreSQL allows $maxconn connections and the two clusters may open $((2 * HOSTS_N * pool));" \
+			"a run that fails with 'too many clients already' in the host logs (--keep) is this, not the code." \
+			"When both builds have CHAT_DB_MAX_CONNS, set it lower in the environment (e.g. 12)."
 	fi
 	info "fresh database $DB_NAME_VS; Redis prefix $REDIS_PREFIX_VS (chatd at $VS_REV)"
 	psql -X "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $DB_NAME_VS WITH (FORCE)" >/dev/null

@@ -29,6 +29,7 @@ type Config struct {
 	InternalAddr   string        `env:"CHAT_INTERNAL_ADDR" default:"127.0.0.1:9080" help:"internal listen address, never exposed to clients"`
 	InternalURL    string        `env:"CHAT_INTERNAL_URL" help:"URL other hosts use to reach this one (default: http:// + internal addr)"`
 	DatabaseURL    string        `env:"CHAT_DATABASE_URL" secret:"true" help:"postgres://... (required by serve)"`
+	DBMaxConns     int           `env:"CHAT_DB_MAX_CONNS" default:"20" help:"PostgreSQL connections this host may open; the server's max_connections must exceed the sum over all hosts"`
 	RedisURL       string        `env:"CHAT_REDIS_URL" secret:"true" help:"redis://... (required by serve unless CHAT_REDIS_ADDRS)"`
 	RedisAddrs     []string      `env:"CHAT_REDIS_ADDRS" help:"host:port,... selects Redis Cluster"`
 	RedisPrefix    string        `env:"CHAT_REDIS_PREFIX" help:"prefix of every Redis key (several deployments or test runs on one Redis)"`
@@ -340,10 +341,13 @@ func (c *Config) Validate(req Requirements) error {
 		{"CHAT_HOST_TTL", c.HostTTL > c.HeartbeatEvery},
 		{"CHAT_DELIVER_TIMEOUT", c.DeliverTimeout > 0},
 		{"CHAT_BCRYPT_COST", c.BcryptCost >= 4 && c.BcryptCost <= 31},
+		// One for the group commit, one for everything else: below that, every read
+		// waits for the commit in flight.
+		{"CHAT_DB_MAX_CONNS", c.DBMaxConns >= 2},
 	}
 	for _, p := range positive {
 		if !p.ok {
-			return &Error{Setting: p.name, Problem: "is out of range (limits must be positive; CHAT_PONG_TIMEOUT > CHAT_PING_INTERVAL; CHAT_HOST_TTL > CHAT_HEARTBEAT_INTERVAL; frame and request limits at least 1024; CHAT_BCRYPT_COST 4..31)"}
+			return &Error{Setting: p.name, Problem: "is out of range (limits must be positive; CHAT_PONG_TIMEOUT > CHAT_PING_INTERVAL; CHAT_HOST_TTL > CHAT_HEARTBEAT_INTERVAL; frame and request limits at least 1024; CHAT_BCRYPT_COST 4..31; CHAT_DB_MAX_CONNS at least 2)"}
 		}
 	}
 	if req.Stores || req.DB {

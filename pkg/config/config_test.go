@@ -253,6 +253,8 @@ func TestValidate(t *testing.T) {
 		{"internal address without port", map[string]string{"CHAT_INTERNAL_ADDR": "127.0.0.1"}, serve, "CHAT_INTERNAL_ADDR"},
 		{"public address without port", map[string]string{"CHAT_PUBLIC_ADDR": "8080"}, serve, "CHAT_PUBLIC_ADDR"},
 		{"bad role", map[string]string{"CHAT_ROLES": "api,admin"}, serve, "CHAT_ROLES"},
+		{"a pool of one connection", map[string]string{"CHAT_DB_MAX_CONNS": "1"}, serve, "CHAT_DB_MAX_CONNS"},
+		{"a pool of two connections", map[string]string{"CHAT_DB_MAX_CONNS": "2"}, serve, ""},
 		{"no role", map[string]string{"CHAT_ROLES": " , "}, serve, "CHAT_ROLES"},
 		{"socket role alone", map[string]string{"CHAT_ROLES": "socket"}, serve, ""},
 		{"bad log level", map[string]string{"CHAT_LOG_LEVEL": "loud"}, serve, "CHAT_LOG_LEVEL"},

@@ -66,6 +66,9 @@ func New(cfg *config.Config, opts Options, log *slog.Logger) (*Host, error) {
 	if opts.Redis != nil {
 		m.WatchRedisPipelines(opts.Redis.PipelineStats)
 	}
+	if opts.DB != nil {
+		m.WatchDBPool(opts.DB.PoolStats)
+	}
 	svc := chat.NewService(chat.ServiceConfig{
 		SessionTTL: cfg.SessionTTL,
 		Limits: chat.Limits{

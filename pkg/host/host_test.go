@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"strings"
@@ -31,18 +32,28 @@ func TestMain(m *testing.M) {
 
 // TestRunDrainsAndStops starts a host on real stores, opens a socket, and cancels Run:
 // the socket gets 1012, Run returns nil, and (TestMain checks) no goroutine is left.
-func TestRunDrainsAndStops(t *testing.T) {
+// testHost is a host on real stores, configured from vars over a working base, and
+// running; stop cancels Run, whose result arrives on done.
+type testHost struct {
+	h    *host.Host
+	db   *postgres.DB
+	stop context.CancelFunc
+	done chan error
+}
+
+func startTestHost(ctx context.Context, t *testing.T, extra map[string]string) *testHost {
+	t.Helper()
 	rdb, prefix := dbtest.NewRedis(t)
-	dbURL := dbtest.NewDatabaseURL(t)
 	redisURL := os.Getenv("TEST_REDIS_URL")
 	if redisURL == "" {
 		redisURL = dbtest.DefaultRedisURL
 	}
 	vars := map[string]string{
 		"CHAT_HOST_ID": "host-test", "CHAT_PUBLIC_ADDR": "127.0.0.1:0", "CHAT_INTERNAL_ADDR": "127.0.0.1:0",
-		"CHAT_DATABASE_URL": dbURL, "CHAT_REDIS_URL": redisURL, "CHAT_REDIS_PREFIX": prefix,
+		"CHAT_DATABASE_URL": dbtest.NewDatabaseURL(t), "CHAT_REDIS_URL": redisURL, "CHAT_REDIS_PREFIX": prefix,
 		"CHAT_CLUSTER_SECRET": strings.Repeat("k", 32), "CHAT_DRAIN_TIMEOUT": "3s",
 	}
+	maps.Copy(vars, extra)
 	cfg, err := config.Load("test", nil, func(k string) string { return vars[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -50,14 +61,13 @@ func TestRunDrainsAndStops(t *testing.T) {
 	if err := cfg.Validate(config.Requirements{Stores: true}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	db, err := postgres.OpenURL(ctx, dbURL, postgres.Config{MaxOpenConns: 4}, nil)
+	log := slog.New(slog.DiscardHandler)
+	db, err := host.ConnectDB(ctx, cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	h, err := host.New(cfg, host.Options{DB: db, Redis: redis.New(rdb, redis.Config{Prefix: prefix}, nil), Hasher: password.New(bcrypt.MinCost)}, slog.New(slog.DiscardHandler))
+	t.Cleanup(func() { _ = db.Close() })
+	h, err := host.New(cfg, host.Options{DB: db, Redis: redis.New(rdb, redis.Config{Prefix: prefix}, nil), Hasher: password.New(bcrypt.MinCost)}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,8 +75,59 @@ func TestRunDrainsAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- h.Run(runCtx) }()
+	th := &testHost{h: h, db: db, stop: stop, done: make(chan error, 1)}
+	go func() { th.done <- h.Run(runCtx) }()
+	return th
+}
+
+// waitStopped stops the host and waits for Run to return nil.
+func (th *testHost) waitStopped(t *testing.T) {
+	t.Helper()
+	th.stop()
+	select {
+	case err := <-th.done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not return within 15s")
+	}
+}
+
+// TestDBMaxConnsBoundsThePool: CHAT_DB_MAX_CONNS is the host's PostgreSQL pool size,
+// which operators size against the server's max_connections, and /metrics shows it.
+func TestDBMaxConnsBoundsThePool(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	th := startTestHost(ctx, t, map[string]string{"CHAT_DB_MAX_CONNS": "3"})
+	defer th.waitStopped(t)
+	if got := th.db.PoolStats().MaxOpenConnections; got != 3 {
+		t.Errorf("the pool may open %d connections, want CHAT_DB_MAX_CONNS = 3", got)
+	}
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+th.h.PublicAddr()+"/metrics", nil)
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"\nswitchboard_db_connections_max 3\n", "\nswitchboard_db_connection_waits_total "} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
+		}
+	}
+}
+
+func TestRunDrainsAndStops(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	th := startTestHost(ctx, t, nil)
+	h := th.h
 
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
@@ -101,7 +162,7 @@ func TestRunDrainsAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	stop()
+	th.stop()
 	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for {
 		_, _, err := ws.ReadMessage()
@@ -114,14 +175,7 @@ func TestRunDrainsAndStops(t *testing.T) {
 		}
 		break
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("Run did not return within 15s")
-	}
+	th.waitStopped(t)
 }
 
 func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }

@@ -44,7 +44,7 @@ func connectDB(ctx context.Context, cfg *config.Config, log *slog.Logger, deadli
 	var db *postgres.DB
 	err := retry(ctx, deadline, log, "database", func(ctx context.Context) error {
 		var err error
-		db, err = postgres.OpenURL(ctx, cfg.DatabaseURL, postgres.Config{}, log)
+		db, err = postgres.OpenURL(ctx, cfg.DatabaseURL, postgres.Config{MaxOpenConns: cfg.DBMaxConns}, log)
 		return err
 	})
 	if err != nil {

@@ -3,6 +3,7 @@
 package metrics
 
 import (
+	"database/sql"
 	"net/http"
 	"time"
 
@@ -72,6 +73,23 @@ func (m *Metrics) WatchRedisPipelines(stats func() (pipelines, commands int64)) 
 			func() float64 { p, _ := stats(); return float64(p) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_redis_pipelined_commands_total", Help: "Commands those pipelines carried."},
 			func() float64 { _, c := stats(); return float64(c) }))
+}
+
+// WatchDBPool exports the PostgreSQL connection pool: a pool at its limit makes every
+// store call queue, and waits that grow are how that shows before sends time out.
+func (m *Metrics) WatchDBPool(stats func() sql.DBStats) {
+	gauge := func(name, help string, v func(sql.DBStats) int) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(v(stats())) })
+	}
+	m.Registry.MustRegister(
+		gauge("switchboard_db_connections_max", "PostgreSQL connections this host may open (CHAT_DB_MAX_CONNS).",
+			func(s sql.DBStats) int { return s.MaxOpenConnections }),
+		gauge("switchboard_db_connections_open", "PostgreSQL connections open now.", func(s sql.DBStats) int { return s.OpenConnections }),
+		gauge("switchboard_db_connections_in_use", "PostgreSQL connections in use now.", func(s sql.DBStats) int { return s.InUse }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_db_connection_waits_total", Help: "Store calls that waited for a free connection."},
+			func() float64 { return float64(stats().WaitCount) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_db_connection_wait_seconds_total", Help: "Time store calls spent waiting for a free connection."},
+			func() float64 { return stats().WaitDuration.Seconds() }))
 }
 
 // Handler serves the registry in the Prometheus text format.

@@ -199,6 +199,11 @@ func (d *DB) Close() error {
 	return d.sqlDB.Close()
 }
 
+// PoolStats reports the connection pool: how many connections are open and in use
+// against the limit, and how often and how long callers waited for one, which is the
+// first sign that CHAT_DB_MAX_CONNS (or the server's max_connections) is too low.
+func (d *DB) PoolStats() sql.DBStats { return d.sqlDB.Stats() }
+
 // Ping checks that the database answers (readiness probes, start-up retries).
 func (d *DB) Ping(ctx context.Context) error {
 	if err := d.sqlDB.PingContext(ctx); err != nil {
