@@ -207,9 +207,9 @@ if [[ "$SERVER" == chatd ]]; then
 	}
 fi
 if [[ "$MODE" == vs ]]; then
-	# Each host's pool opens up to 20 connections (docs/operations.md): six hosts need
-	# more than the server's default 100, or a burst of catch-ups fails with "too many
-	# clients already" and the run with it.
+	# Each host's pool opens up to CHAT_DB_MAX_CONNS (20) connections (docs/operations.md):
+	# six hosts need more than the server's default 100, or a burst of catch-ups fails
+	# with "too many clients already" and the run with it.
 	maxconn=$(psql -X "$TEST_DATABASE_URL" -Atqc 'show max_connections')
 	pool=${CHAT_DB_MAX_CONNS:-20}
 	if ((maxconn < 2 * HOSTS_N * pool + 10)); then
@@ -234,7 +234,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 HOSTS=()
 HOSTS_VS=()
-start_host() { # start_host I [vs]: host I (1-based) in the background; sets PIDS[I-1]
+start_host() { # start_host I [vs]: host I (1-based) in the background; sets PIDS[I-1] (vs: PIDS[N+I-1])
 	local i=$1 pub=$((PORT_BASE + i)) int=$((PORT_BASE + 1000 + i))
 	if [[ "${2:-}" == vs ]]; then # REV's cluster, beside this one
 		pub=$((PORT_BASE + 10 + i)) int=$((PORT_BASE + 1010 + i))
