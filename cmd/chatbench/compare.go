@@ -29,22 +29,8 @@ var pairMetrics = []pairMetric{
 	{"p50 ms", func(l *LoadResult) (float64, bool) { return l.Latency.P50, l.Latency.Count > 0 }},
 	{"p99 ms", func(l *LoadResult) (float64, bool) { return l.Latency.P99, l.Latency.Count > 0 }},
 	{"p99.9 ms", func(l *LoadResult) (float64, bool) { return l.Latency.P999, l.Latency.Count > 0 }},
-	{"host CPU µs/msg", func(l *LoadResult) (float64, bool) {
-		return cpuOf(l.Server)
-	}},
-	{"all CPU µs/msg", func(l *LoadResult) (float64, bool) {
-		if l.MachineCPU == nil {
-			return 0, false
-		}
-		return l.MachineCPU.TotalUS, l.MachineCPU.TotalUS > 0
-	}},
-}
-
-func cpuOf(s *ServerResult) (float64, bool) {
-	if s == nil {
-		return 0, false
-	}
-	return s.CPUPerMsgUS, s.CPUPerMsgUS > 0
+	{"host CPU µs/msg", (*LoadResult).hostCPU},
+	{"all CPU µs/msg", (*LoadResult).allCPU},
 }
 
 func compare(args []string, stdout, stderr io.Writer) error {

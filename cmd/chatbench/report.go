@@ -127,6 +127,32 @@ type LoadResult struct {
 	Held         *bool            `json:"held,omitempty"`
 }
 
+// hostCPU is the hosts' CPU per acked message, from their /metrics; false when the
+// run did not scrape them.
+func (l *LoadResult) hostCPU() (float64, bool) {
+	if l.Server == nil {
+		return 0, false
+	}
+	return l.Server.CPUPerMsgUS, l.Server.CPUPerMsgUS > 0
+}
+
+// allCPU is every process's CPU per acked message, from /proc; false where there is
+// no /proc.
+func (l *LoadResult) allCPU() (float64, bool) {
+	if l.MachineCPU == nil {
+		return 0, false
+	}
+	return l.MachineCPU.TotalUS, l.MachineCPU.TotalUS > 0
+}
+
+// cpuText is a CPU figure for a table: whole µs, or "-" when absent.
+func cpuText(us float64, ok bool) string {
+	if !ok {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", us)
+}
+
 func newResult(b *bench) *Result {
 	m := machine()
 	m.RefEncodeUS = refEncodeMicros()
@@ -562,10 +588,7 @@ func printSteps(w io.Writer, steps []*LoadResult) {
 		if s.Held != nil && *s.Held {
 			held = "yes"
 		}
-		cpu := "-"
-		if s.MachineCPU != nil {
-			cpu = fmt.Sprintf("%.0f", s.MachineCPU.TotalUS)
-		}
+		cpu := cpuText(s.allCPU())
 		fmt.Fprintf(tw, "%g\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t\n", s.OfferedRate, s.AckedRate,
 			fmtNum(s.Latency.P50), fmtNum(s.Latency.P90), fmtNum(s.Latency.P99), fmtNum(s.Latency.P999), fmtNum(s.Latency.Max),
 			s.Verify.Lost, s.Verify.Reordered, s.Verify.SendErrors+s.Verify.WriteErrs, s.Stalls, fmtNum(s.Lag.P99), cpu, held)

@@ -105,18 +105,10 @@ func markdown(m Matrix, results []*Result) string {
 			loads = append([]*LoadResult{r.Load}, loads...)
 		}
 		for _, l := range loads {
-			cpu := "-"
-			srv := l.Server
-			if srv == nil && len(r.Steps) == 0 {
-				srv = r.Server
+			if l.Server == nil && len(r.Steps) == 0 {
+				l.Server = r.Server // a single run's hosts were scraped for the run as a whole
 			}
-			if srv != nil && srv.CPUPerMsgUS > 0 {
-				cpu = fmt.Sprintf("%.0f", srv.CPUPerMsgUS)
-			}
-			all := "-"
-			if l.MachineCPU != nil {
-				all = fmt.Sprintf("%.0f", l.MachineCPU.TotalUS)
-			}
+			cpu, all := cpuText(l.hostCPU()), cpuText(l.allCPU())
 			fmt.Fprintf(&b, "| %s | %s | %g/s | %.0f | %.0f | %s | %s | %s | %s | %s | %d | %d | %d | %s | %s |\n",
 				l.Label, verdict, l.OfferedRate, l.AckedRate, l.DeliveryRate, fmtNum(l.Latency.P50), fmtNum(l.Latency.P90),
 				fmtNum(l.Latency.P99), fmtNum(l.Latency.P999), fmtNum(l.Latency.Max), l.Verify.Lost, l.Verify.Reordered, l.Verify.Duplicates, cpu, all)
