@@ -99,6 +99,11 @@ type Machine struct {
 	// between two processes took 59-82 µs there, against 12-17 µs at the kernel's
 	// default of 200,000 on the same boot.
 	HaltPollNS *int64 `json:"guest_halt_poll_ns,omitempty"`
+	// CPUIdleDriver is the kernel's cpuidle driver. The halt-polling window above is a
+	// parameter of the haltpoll driver and does nothing under any other: one boot read
+	// 200,000 ns with the driver "none" (idle vCPUs halt at once) and woke processes as
+	// slowly as the boots that read 0.
+	CPUIdleDriver string `json:"cpuidle_driver,omitempty"`
 }
 
 // LoadResult is one open-loop phase (a whole oneone/fanout run, or a ramp step).
@@ -238,8 +243,14 @@ func machine() Machine {
 		}
 	}
 	m.HaltPollNS = haltPollNS(haltPollFile)
+	if data, err := os.ReadFile(cpuIdleDriverFile); err == nil {
+		m.CPUIdleDriver = strings.TrimSpace(string(data))
+	}
 	return m
 }
+
+// cpuIdleDriverFile names the cpuidle driver in use ("none" when there is none).
+const cpuIdleDriverFile = "/sys/devices/system/cpu/cpuidle/current_driver"
 
 // haltPollFile holds the guest's halt-polling window when the haltpoll driver is in.
 const haltPollFile = "/sys/module/haltpoll/parameters/guest_halt_poll_ns"
@@ -431,6 +442,9 @@ func (m Machine) String() string {
 	}
 	if m.HaltPollNS != nil {
 		s += fmt.Sprintf("; guest halt polling %d ns", *m.HaltPollNS)
+	}
+	if m.CPUIdleDriver != "" {
+		s += "; cpuidle driver " + m.CPUIdleDriver
 	}
 	return s
 }

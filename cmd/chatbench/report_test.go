@@ -108,7 +108,11 @@ func TestHaltPollNS(t *testing.T) {
 	if s := m.String(); !strings.Contains(s, "; guest halt polling 0 ns") {
 		t.Errorf("machine line %q does not give the halt polling", s)
 	}
-	if s := (Machine{CPUs: 2}).String(); strings.Contains(s, "halt polling") {
-		t.Errorf("machine line %q gives a halt polling it never read", s)
+	if s := (Machine{CPUs: 2}).String(); strings.Contains(s, "halt polling") || strings.Contains(s, "cpuidle") {
+		t.Errorf("machine line %q gives a halt polling or cpuidle driver it never read", s)
+	}
+	m.CPUIdleDriver = "none"
+	if s := m.String(); !strings.HasSuffix(s, "; guest halt polling 0 ns; cpuidle driver none") {
+		t.Errorf("machine line %q does not say which cpuidle driver the window belongs to", s)
 	}
 }
