@@ -208,14 +208,24 @@ if [[ "$SERVER" == chatd ]]; then
 fi
 if [[ "$MODE" == vs ]]; then
 	# Each host's pool opens up to CHAT_DB_MAX_CONNS (20) connections (docs/operations.md):
-	# six hosts need more than the server's default 100, or a burst of catch-ups fails
-	# with "too many clients already" and the run with it.
+	# six hosts need more than the server's default 100, or a burst of catch-ups or of
+	# setup's thread creations fails with "too many clients already" and the run with
+	# it. When both builds read the setting and it was not given, both get the largest
+	# pool the server holds for six hosts (ten connections spare); the same on both
+	# sides, so the comparison stays fair.
 	maxconn=$(psql -X "$TEST_DATABASE_URL" -Atqc 'show max_connections')
 	pool=${CHAT_DB_MAX_CONNS:-20}
 	if ((maxconn < 2 * HOSTS_N * pool + 10)); then
-		info "WARNING: PostgreSQL allows $maxconn connections and the two clusters may open $((2 * HOSTS_N * pool));" \
-			"a run that fails with 'too many clients already' in the host logs (--keep) is this, not the code." \
-			"When both builds have CHAT_DB_MAX_CONNS, set it lower in the environment (e.g. 12)."
+		fit=$(((maxconn - 10) / (2 * HOSTS_N)))
+		if [[ -z "${CHAT_DB_MAX_CONNS:-}" ]] && ((fit >= 2)) &&
+			grep -rqs CHAT_DB_MAX_CONNS "$WORK/src-vs/pkg/config" && grep -rqs CHAT_DB_MAX_CONNS "$ROOT/pkg/config"; then
+			export CHAT_DB_MAX_CONNS=$fit
+			info "PostgreSQL allows $maxconn connections: each host of both clusters gets a pool of $fit (CHAT_DB_MAX_CONNS)"
+		else
+			info "WARNING: PostgreSQL allows $maxconn connections and the two clusters may open $((2 * HOSTS_N * pool));" \
+				"a run that fails with 'too many clients already' in the host logs (--keep) is this, not the code." \
+				"When both builds have CHAT_DB_MAX_CONNS, set it lower in the environment (e.g. 12)."
+		fi
 	fi
 	info "fresh database $DB_NAME_VS; Redis prefix $REDIS_PREFIX_VS (chatd at $VS_REV)"
 	psql -X "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $DB_NAME_VS WITH (FORCE)" >/dev/null
