@@ -68,6 +68,7 @@ func New(cfg *config.Config, opts Options, log *slog.Logger) (*Host, error) {
 	}
 	if opts.DB != nil {
 		m.WatchDBPool(opts.DB.PoolStats)
+		m.WatchCommits(opts.DB.CommitStats)
 	}
 	svc := chat.NewService(chat.ServiceConfig{
 		SessionTTL: cfg.SessionTTL,

@@ -116,7 +116,7 @@ func TestDBMaxConnsBoundsThePool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"\nswitchboard_db_connections_max 3\n", "\nswitchboard_db_connection_waits_total "} {
+	for _, want := range []string{"\nswitchboard_db_connections_max 3\n", "\nswitchboard_db_connection_waits_total ", "\nswitchboard_commit_batches_total ", "\nswitchboard_committed_messages_total "} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
 		}

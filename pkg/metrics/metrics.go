@@ -75,6 +75,16 @@ func (m *Metrics) WatchRedisPipelines(stats func() (pipelines, commands int64)) 
 			func() float64 { _, c := stats(); return float64(c) }))
 }
 
+// WatchCommits exports the group commit's counts (stats is postgres.DB.CommitStats):
+// messages over batches is how many sends shared each transaction and its WAL flush.
+func (m *Metrics) WatchCommits(stats func() (batches, messages int64)) {
+	m.Registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_commit_batches_total", Help: "Transactions the group commit stored messages in (concurrent sends share them)."},
+			func() float64 { b, _ := stats(); return float64(b) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_committed_messages_total", Help: "Messages those transactions carried."},
+			func() float64 { _, n := stats(); return float64(n) }))
+}
+
 // WatchDBPool exports the PostgreSQL connection pool: a pool at its limit makes every
 // store call queue, and waits that grow are how that shows before sends time out.
 func (m *Metrics) WatchDBPool(stats func() sql.DBStats) {

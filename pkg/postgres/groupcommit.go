@@ -42,6 +42,9 @@ type committer struct {
 	mu       sync.Mutex // guards closed; inflight counts submits in progress
 	closed   bool
 	inflight sync.WaitGroup
+
+	batches  atomic.Int64 // transactions the group commit ran (CommitStats)
+	messages atomic.Int64 // messages they carried
 }
 
 // commitShard is one thread shard's queue.
@@ -148,6 +151,7 @@ func (c *committer) commit(batch []*sendReq) {
 		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
+	c.count(1, len(live))
 	if len(live) == 1 {
 		st, err := c.db.createMessage(ctx, live[0].m)
 		st.Committed = time.Now()
@@ -172,10 +176,17 @@ func (c *committer) commit(batch []*sendReq) {
 	// Another host stored a concurrent repeat of one of these client_msg_ids (or,
 	// should a lock order ever be missed, PostgreSQL broke a deadlock): the batch rolled
 	// back whole; store each on its own, which sorts repeats out.
+	c.count(len(live), len(live))
 	for _, r := range live {
 		st, err := c.db.createMessage(ctx, r.m)
 		r.done <- sendRes{st: st, err: err}
 	}
+}
+
+// count adds n transactions carrying msgs messages to CommitStats.
+func (c *committer) count(n, msgs int) {
+	c.batches.Add(int64(n))
+	c.messages.Add(int64(msgs))
 }
 
 // createMessages stores a batch with one call of store_messages (migration 0004) or,

@@ -70,6 +70,12 @@ func TestGroupCommitMixedBatch(t *testing.T) {
 	}
 	wg.Wait()
 
+	// Every send went through the group commit, and concurrent ones shared
+	// transactions: that sharing is what /metrics shows as messages over batches.
+	if batches, msgs := db.CommitStats(); msgs < 456 || batches < 1 || batches >= msgs {
+		t.Fatalf("commit stats: %d messages in %d transactions, want at least 456 in fewer transactions", msgs, batches)
+	}
+
 	created := 0
 	for key, os := range outs {
 		var id string

@@ -204,6 +204,16 @@ func (d *DB) Close() error {
 // first sign that CHAT_DB_MAX_CONNS (or the server's max_connections) is too low.
 func (d *DB) PoolStats() sql.DBStats { return d.sqlDB.Stats() }
 
+// CommitStats reports how many transactions the group commit has run for the send path
+// and how many messages they carried; messages over batches is how many sends shared
+// each transaction (a batch that must be redone one message at a time counts again). Both stay 0 without group commit (SQLite, Config.DisableGroupCommit).
+func (d *DB) CommitStats() (batches, messages int64) {
+	if d.committer == nil {
+		return 0, 0
+	}
+	return d.committer.batches.Load(), d.committer.messages.Load()
+}
+
 // Ping checks that the database answers (readiness probes, start-up retries).
 func (d *DB) Ping(ctx context.Context) error {
 	if err := d.sqlDB.PingContext(ctx); err != nil {
