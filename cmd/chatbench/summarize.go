@@ -105,10 +105,11 @@ func markdown(m Matrix, results []*Result) string {
 			loads = append([]*LoadResult{r.Load}, loads...)
 		}
 		for _, l := range loads {
-			if l.Server == nil && len(r.Steps) == 0 {
-				l.Server = r.Server // a single run's hosts were scraped for the run as a whole
+			row := *l // the row's view only: the results stay as they were read
+			if row.Server == nil && len(r.Steps) == 0 {
+				row.Server = r.Server // a single run's hosts were scraped for the run as a whole
 			}
-			cpu, all := cpuText(l.hostCPU()), cpuText(l.allCPU())
+			cpu, all := cpuText(row.hostCPU()), cpuText(row.allCPU())
 			fmt.Fprintf(&b, "| %s | %s | %g/s | %.0f | %.0f | %s | %s | %s | %s | %s | %d | %d | %d | %s | %s |\n",
 				l.Label, verdict, l.OfferedRate, l.AckedRate, l.DeliveryRate, fmtNum(l.Latency.P50), fmtNum(l.Latency.P90),
 				fmtNum(l.Latency.P99), fmtNum(l.Latency.P999), fmtNum(l.Latency.Max), l.Verify.Lost, l.Verify.Reordered, l.Verify.Duplicates, cpu, all)

@@ -30,8 +30,6 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// TestRunDrainsAndStops starts a host on real stores, opens a socket, and cancels Run:
-// the socket gets 1012, Run returns nil, and (TestMain checks) no goroutine is left.
 // testHost is a host on real stores, configured from vars over a working base, and
 // running; stop cancels Run, whose result arrives on done.
 type testHost struct {
@@ -123,6 +121,8 @@ func TestDBMaxConnsBoundsThePool(t *testing.T) {
 	}
 }
 
+// TestRunDrainsAndStops starts a host on real stores, opens a socket, and cancels Run:
+// the socket gets 1012, Run returns nil, and (TestMain checks) no goroutine is left.
 func TestRunDrainsAndStops(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

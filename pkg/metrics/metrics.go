@@ -68,20 +68,26 @@ func New() *Metrics {
 // (stats is redis.Store.PipelineStats): commands over pipelines is how many sends
 // shared each round trip, the figure that says whether batching is working under load.
 func (m *Metrics) WatchRedisPipelines(stats func() (pipelines, commands int64)) {
-	m.Registry.MustRegister(
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_redis_pipelines_total", Help: "Pipelines the send path sent to Redis (rate limits and presence lookups of concurrent sends share them)."},
-			func() float64 { p, _ := stats(); return float64(p) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_redis_pipelined_commands_total", Help: "Commands those pipelines carried."},
-			func() float64 { _, c := stats(); return float64(c) }))
+	m.watchBatches(stats,
+		"switchboard_redis_pipelines_total", "Pipelines the send path sent to Redis (rate limits and presence lookups of concurrent sends share them).",
+		"switchboard_redis_pipelined_commands_total", "Commands those pipelines carried.")
 }
 
 // WatchCommits exports the group commit's counts (stats is postgres.DB.CommitStats):
 // messages over batches is how many sends shared each transaction and its WAL flush.
 func (m *Metrics) WatchCommits(stats func() (batches, messages int64)) {
+	m.watchBatches(stats,
+		"switchboard_commit_batches_total", "Transactions the group commit stored messages in (concurrent sends share them).",
+		"switchboard_committed_messages_total", "Messages those transactions carried.")
+}
+
+// watchBatches registers two counters read at scrape from stats: the batches a
+// batching mechanism ran and the items they carried.
+func (m *Metrics) watchBatches(stats func() (batches, items int64), batchesName, batchesHelp, itemsName, itemsHelp string) {
 	m.Registry.MustRegister(
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_commit_batches_total", Help: "Transactions the group commit stored messages in (concurrent sends share them)."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: batchesName, Help: batchesHelp},
 			func() float64 { b, _ := stats(); return float64(b) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_committed_messages_total", Help: "Messages those transactions carried."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: itemsName, Help: itemsHelp},
 			func() float64 { _, n := stats(); return float64(n) }))
 }
 
