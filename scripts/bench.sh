@@ -33,7 +33,8 @@
 #   TEST_REDIS_URL     redis URL (default redis://127.0.0.1:6379/0)
 #   BENCH_DB           name of the private database (default sb_bench; two bench clusters at once need two)
 #   BENCH_PORT_BASE    public ports are BASE+1..3, internal BASE+1001..1003 (default 8080);
-#                      --vs puts REV's cluster on BASE+11..13 and BASE+1011..1013
+#                      --vs puts REV's cluster on BASE+11..13 and BASE+1011..1013 for the
+#                      first half of the pairs, then the two clusters swap ports
 #   BENCH_VS_RATE      --vs: the oneone rate of each run (default 1000 msg/s)
 #   BENCH_PPROF=true   serve /debug/pprof on the internal listeners (signed requests only)
 #   BENCH_OUT          results directory (default docs/bench/results)
@@ -244,10 +245,20 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 HOSTS=()
 HOSTS_VS=()
+# --vs: the two clusters take two slots, ports BASE+1.. (started first) and BASE+11..;
+# halfway through the pairs they swap (SWAPPED=1), so that whatever a slot does to a
+# run (its ports, being started first) falls on both builds alike.
+SWAPPED=0
+slot_offset() { # slot_offset SIDE (here|vs): 0 or 10, the port offset of SIDE's slot now
+	local vs=0
+	[[ "$1" == vs ]] && vs=1
+	if ((vs != SWAPPED)); then echo 10; else echo 0; fi
+}
 start_host() { # start_host I [vs]: host I (1-based) in the background; sets PIDS[I-1] (vs: PIDS[N+I-1])
-	local i=$1 pub=$((PORT_BASE + i)) int=$((PORT_BASE + 1000 + i))
-	if [[ "${2:-}" == vs ]]; then # REV's cluster, beside this one
-		pub=$((PORT_BASE + 10 + i)) int=$((PORT_BASE + 1010 + i))
+	local i=$1 side=${2:-here} off pub int
+	off=$(slot_offset "$side")
+	pub=$((PORT_BASE + off + i)) int=$((PORT_BASE + 1000 + off + i))
+	if [[ "$side" == vs ]]; then # REV's cluster, beside this one
 		env ${HOST_PROCS:+GOMAXPROCS="$HOST_PROCS"} CHAT_DATABASE_URL="$DATABASE_URL_VS" CHAT_REDIS_PREFIX="$REDIS_PREFIX_VS" \
 			CHAT_HOST_ID="benchvs$i" CHAT_PUBLIC_ADDR="127.0.0.1:$pub" CHAT_INTERNAL_ADDR="127.0.0.1:$int" \
 			"$WORK/vs/chatd" serve >>"$WORK/chatd-vs$i.log" 2>&1 &
@@ -292,40 +303,63 @@ wait_ready() { # wait_ready URL
 	done
 	return 1
 }
-for i in $(seq 1 $HOSTS_N); do
-	pub=$((PORT_BASE + i))
-	if (exec 3<>"/dev/tcp/127.0.0.1/$pub") 2>/dev/null; then
-		die "port $pub is taken (a chatd dev running?); set BENCH_PORT_BASE"
-	fi
-	HOSTS+=("http://127.0.0.1:$pub")
-	start_host "$i"
-done
-if [[ "$MODE" == vs ]]; then
-	for i in $(seq 1 $HOSTS_N); do
-		pub=$((PORT_BASE + 10 + i))
-		if (exec 3<>"/dev/tcp/127.0.0.1/$pub") 2>/dev/null; then
-			die "port $pub is taken; set BENCH_PORT_BASE"
-		fi
-		HOSTS_VS+=("http://127.0.0.1:$pub")
-		start_host "$i" vs
+# start_clusters: this tree's hosts (and, with --vs, REV's) in their current slots,
+# the slot at BASE+1.. first; returns when all are ready. Sets HOSTS, HOSTS_VS,
+# HOST_LIST and VS_LIST.
+start_clusters() {
+	local sides=(here) side i pub
+	[[ "$MODE" == vs ]] && sides=(here vs)
+	((SWAPPED == 1)) && sides=(vs here)
+	HOSTS=() HOSTS_VS=()
+	for side in "${sides[@]}"; do
+		for i in $(seq 1 $HOSTS_N); do
+			pub=$((PORT_BASE + $(slot_offset "$side") + i))
+			if (exec 3<>"/dev/tcp/127.0.0.1/$pub") 2>/dev/null; then
+				die "port $pub is taken (a chatd dev running?); set BENCH_PORT_BASE"
+			fi
+			if [[ "$side" == vs ]]; then HOSTS_VS+=("http://127.0.0.1:$pub"); else HOSTS+=("http://127.0.0.1:$pub"); fi
+			start_host "$i" "$side"
+		done
 	done
-fi
-for i in $(seq 1 $HOSTS_N); do
-	wait_ready "${HOSTS[i - 1]}" || {
-		tail -n 20 "$WORK/chatd$i.log" >&2
-		die "host $i did not become ready"
-	}
-	[[ "$MODE" == vs ]] || continue
-	wait_ready "${HOSTS_VS[i - 1]}" || {
-		tail -n 20 "$WORK/chatd-vs$i.log" >&2
-		die "host $i at $VS_REV did not become ready"
-	}
-done
-HOST_LIST=$(
-	IFS=,
-	echo "${HOSTS[*]}"
-)
-info "cluster up: $HOST_LIST (PIDs ${PIDS[*]}); logs in $WORK"
+	for i in $(seq 1 $HOSTS_N); do
+		wait_ready "${HOSTS[i - 1]}" || {
+			tail -n 20 "$WORK/chatd$i.log" >&2
+			die "host $i did not become ready"
+		}
+		[[ "$MODE" == vs ]] || continue
+		wait_ready "${HOSTS_VS[i - 1]}" || {
+			tail -n 20 "$WORK/chatd-vs$i.log" >&2
+			die "host $i at $VS_REV did not become ready"
+		}
+	done
+	HOST_LIST=$(
+		IFS=,
+		echo "${HOSTS[*]}"
+	)
+	VS_LIST=$(
+		IFS=,
+		echo "${HOSTS_VS[*]}"
+	)
+}
+# stop_clusters: every host of both clusters, SIGTERM (they drain), SIGKILL after 20 s.
+stop_clusters() {
+	local i
+	for i in "${!PIDS[@]}"; do
+		[[ -n "${PIDS[i]}" ]] && kill -TERM "${PIDS[i]}" 2>/dev/null
+	done
+	for i in "${!PIDS[@]}"; do
+		[[ -z "${PIDS[i]}" ]] && continue
+		for _ in $(seq 1 200); do
+			kill -0 "${PIDS[i]}" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "${PIDS[i]}" 2>/dev/null || true
+		wait "${PIDS[i]}" 2>/dev/null || true
+		PIDS[i]=""
+	done
+}
+start_clusters
+info "cluster up: $HOST_LIST${VS_LIST:+ and, at $VS_REV, $VS_LIST} (PIDs ${PIDS[*]}); logs in $WORK"
 
 if [[ "$MODE" == up ]]; then
 	printf '\nchatbench: %s\n  e.g. %s oneone --hosts %s --rate 1000 --duration 10s\n' "$BENCH" "$BENCH" "$HOST_LIST"
@@ -388,13 +422,17 @@ FLOOR=(--redis-url "$TEST_REDIS_URL" --database-url "$DATABASE_URL")
 case "$SERVER-$MODE" in
 *-vs)
 	# Taken in turns, the order flipped every pair (AB BA AB ...), so that a machine
-	# growing slower or faster over the runs favours neither side.
-	VS_LIST=$(
-		IFS=,
-		echo "${HOSTS_VS[*]}"
-	)
+	# growing slower or faster over the runs favours neither side; and the clusters
+	# swap slots halfway, since two A/A runs (the same code on both sides) leaned
+	# towards the cluster on the first ports, a lean nothing in this script explained.
 	VS_A=() VS_B=()
 	for p in $(seq 1 "$PAIRS"); do
+		if ((PAIRS >= 2 && p == PAIRS / 2 + 1)); then
+			info "swapping the clusters' slots: this tree to ports $((PORT_BASE + 11))-$((PORT_BASE + 10 + HOSTS_N)), $VS_REV to $((PORT_BASE + 1))-$((PORT_BASE + HOSTS_N)), $VS_REV started first"
+			stop_clusters
+			SWAPPED=1
+			start_clusters
+		fi
 		order=(here vs)
 		((p % 2 == 0)) && order=(vs here)
 		for side in "${order[@]}"; do
