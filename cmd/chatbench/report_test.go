@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -114,5 +117,40 @@ func TestHaltPollNS(t *testing.T) {
 	m.CPUIdleDriver = "none"
 	if s := m.String(); !strings.HasSuffix(s, "; guest halt polling 0 ns; cpuidle driver none") {
 		t.Errorf("machine line %q does not say which cpuidle driver the window belongs to", s)
+	}
+}
+
+// The matrix's machine line is what the first run read at the start, not the last
+// run's: the round trip a run reads depends on the run before it.
+func TestSummarizeTakesTheMachineOfTheFirstRun(t *testing.T) {
+	t.Parallel()
+	var paths []string
+	for i, trip := range []float64{5.3, 80.1} {
+		m := machine()
+		m.Model, m.CPUs, m.RoundTripUS = "Test CPU", 2, trip
+		data, err := json.Marshal(&Result{Scenario: "oneone", Machine: m, Params: map[string]any{}, Pass: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, writeTemp(t, fmt.Sprintf("run%d.json", i), data))
+	}
+	md := filepath.Join(t.TempDir(), "matrix.md")
+	var stdout, stderr bytes.Buffer
+	args := append([]string{"summarize", "--md", md}, paths...)
+	if code := run(t.Context(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s%s", code, stdout.String(), stderr.String())
+	}
+	data, err := os.ReadFile(md) // #nosec G304 -- the test's own file
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line string
+	for l := range strings.Lines(string(data)) {
+		if strings.HasPrefix(l, "Machine:") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, "process round trip 5.3 µs") {
+		t.Errorf("machine line %q is not the first run's:\n%s", line, data)
 	}
 }

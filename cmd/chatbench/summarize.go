@@ -38,6 +38,7 @@ func summarize(args []string, stdout, stderr io.Writer) error {
 	}
 	m := Matrix{Generated: time.Now().UTC(), Machine: machine(), Note: *note}
 	var results []*Result
+	found := false
 	for _, path := range fs.Args() {
 		data, err := os.ReadFile(path) // #nosec G304 -- the operator's own files
 		if err != nil {
@@ -49,8 +50,11 @@ func summarize(args []string, stdout, stderr io.Writer) error {
 		}
 		results = append(results, &r)
 		m.Results = append(m.Results, json.RawMessage(data))
-		if r.Machine.Model != "" {
-			m.Machine = r.Machine
+		// The first run's machine: its readings were taken at the start of the
+		// matrix. A later run's round trip says more about the run before it (a vCPU
+		// left idle or busy) than about the boot; each run's is in the table.
+		if r.Machine.Model != "" && !found {
+			m.Machine, found = r.Machine, true
 		}
 	}
 	if *out != "" {
