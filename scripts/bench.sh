@@ -12,6 +12,9 @@
 #   scripts/bench.sh --vs REV     this working tree against commit REV: two clusters side
 #                                 by side, oneone runs taken in turns (--pairs N, default 6),
 #                                 then `chatbench compare` of the two sides
+#   scripts/bench.sh --vs relay   the same against cmd/barerelay (issue 6's reference
+#                                 relay) built from this tree: how far from it we are
+#                                 on this boot, with a sign test
 #
 # What it does:
 #   1. builds chatd (or barerelay) and chatbench into a temp dir;
@@ -58,6 +61,7 @@ MODE=full
 KEEP=""
 SERVER=chatd
 VS_REV=""
+VS_KIND=chatd # --vs relay: barerelay
 PAIRS=6
 while (($# > 0)); do
 	case "$1" in
@@ -101,7 +105,9 @@ HOST_PROCS="${BENCH_HOST_GOMAXPROCS-1}"
 DB_NAME_VS="${DB_NAME}_vs"
 REDIS_PREFIX_VS="sbbenchvs$(date +%s):"
 [[ "$MODE" == vs && "$SERVER" == relay ]] && { echo "bench.sh: --vs compares chatd builds, not the relay" >&2; exit 2; }
-if [[ "$MODE" == vs ]]; then
+if [[ "$MODE" == vs && "$VS_REV" == relay ]]; then
+	VS_KIND=relay VS_COMMIT=""
+elif [[ "$MODE" == vs ]]; then
 	VS_COMMIT=$(git rev-parse --verify --quiet "$VS_REV^{commit}") || { echo "bench.sh: --vs: no commit $VS_REV" >&2; exit 2; }
 fi
 
@@ -177,7 +183,11 @@ else
 fi
 go build -o "$WORK/chatbench" ./cmd/chatbench
 BENCH="$WORK/chatbench"
-if [[ "$MODE" == vs ]]; then
+if [[ "$VS_KIND" == relay ]]; then
+	info "building barerelay"
+	mkdir -p "$WORK/vs"
+	go build -o "$WORK/vs/barerelay" ./cmd/barerelay
+elif [[ "$MODE" == vs ]]; then
 	# REV's tree as committed, built with its own go.mod: what it was, not what it
 	# would be with this tree's dependencies.
 	info "building chatd at $VS_REV (${VS_COMMIT:0:12})"
@@ -214,12 +224,18 @@ if [[ "$MODE" == vs ]]; then
 	# it. When both builds read the setting and it was not given, both get the largest
 	# pool the server holds for six hosts (ten connections spare); the same on both
 	# sides, so the comparison stays fair.
+	# The relay takes its pool size from -db-max-conns (RELAY_DB_CONNS below), the
+	# same as chatd's.
 	maxconn=$(psql -X "$TEST_DATABASE_URL" -Atqc 'show max_connections')
 	pool=${CHAT_DB_MAX_CONNS:-20}
+	if [[ "$VS_KIND" == relay ]]; then
+		RELAY_DB_CONNS=${CHAT_DB_MAX_CONNS:-20}
+	fi
 	if ((maxconn < 2 * HOSTS_N * pool + 10)); then
 		fit=$(((maxconn - 10) / (2 * HOSTS_N)))
-		if [[ -z "${CHAT_DB_MAX_CONNS:-}" ]] && ((fit >= 2)) &&
-			grep -rqs CHAT_DB_MAX_CONNS "$WORK/src-vs/pkg/config" && grep -rqs CHAT_DB_MAX_CONNS "$ROOT/pkg/config"; then
+		if [[ -z "${CHAT_DB_MAX_CONNS:-}" ]] && ((fit >= 2)) && { [[ "$VS_KIND" == relay ]] ||
+			grep -rqs CHAT_DB_MAX_CONNS "$WORK/src-vs/pkg/config"; } && grep -rqs CHAT_DB_MAX_CONNS "$ROOT/pkg/config"; then
+			RELAY_DB_CONNS=$fit
 			export CHAT_DB_MAX_CONNS=$fit
 			info "PostgreSQL allows $maxconn connections: each host of both clusters gets a pool of $fit (CHAT_DB_MAX_CONNS)"
 		else
@@ -228,15 +244,17 @@ if [[ "$MODE" == vs ]]; then
 				"When both builds have CHAT_DB_MAX_CONNS, set it lower in the environment (e.g. 12)."
 		fi
 	fi
-	info "fresh database $DB_NAME_VS; Redis prefix $REDIS_PREFIX_VS (chatd at $VS_REV)"
+	info "fresh database $DB_NAME_VS; Redis prefix $REDIS_PREFIX_VS ($([[ "$VS_KIND" == relay ]] && echo "the bare relay" || echo "chatd at $VS_REV"))"
 	psql -X "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $DB_NAME_VS WITH (FORCE)" >/dev/null
 	psql -X "$TEST_DATABASE_URL" -qc "CREATE DATABASE $DB_NAME_VS" >/dev/null
 	DB_VS_CREATED=1
 	DATABASE_URL_VS=$(with_db "$TEST_DATABASE_URL" "$DB_NAME_VS")
-	CHAT_DATABASE_URL="$DATABASE_URL_VS" "$WORK/vs/chatd" migrate >"$WORK/migrate-vs.log" 2>&1 || {
-		cat "$WORK/migrate-vs.log" >&2
-		die "chatd migrate (at $VS_REV) failed"
-	}
+	if [[ "$VS_KIND" == chatd ]]; then # the relay makes its own table
+		CHAT_DATABASE_URL="$DATABASE_URL_VS" "$WORK/vs/chatd" migrate >"$WORK/migrate-vs.log" 2>&1 || {
+			cat "$WORK/migrate-vs.log" >&2
+			die "chatd migrate (at $VS_REV) failed"
+		}
+	fi
 fi
 
 # ---- cluster ---------------------------------------------------------------------------
@@ -258,6 +276,13 @@ start_host() { # start_host I [vs]: host I (1-based) in the background; sets PID
 	local i=$1 side=${2:-here} off pub int
 	off=$(slot_offset "$side")
 	pub=$((PORT_BASE + off + i)) int=$((PORT_BASE + 1000 + off + i))
+	if [[ "$side" == vs && "$VS_KIND" == relay ]]; then # the relay, beside this tree's cluster
+		env ${HOST_PROCS:+GOMAXPROCS="$HOST_PROCS"} "$WORK/vs/barerelay" -public "127.0.0.1:$pub" \
+			-internal "127.0.0.1:$int" -redis "$TEST_REDIS_URL" -prefix "$REDIS_PREFIX_VS" \
+			-database "$DATABASE_URL_VS" -db-max-conns "$RELAY_DB_CONNS" >>"$WORK/chatd-vs$i.log" 2>&1 &
+		PIDS[HOSTS_N + i - 1]=$!
+		return
+	fi
 	if [[ "$side" == vs ]]; then # REV's cluster, beside this one
 		env ${HOST_PROCS:+GOMAXPROCS="$HOST_PROCS"} CHAT_DATABASE_URL="$DATABASE_URL_VS" CHAT_REDIS_PREFIX="$REDIS_PREFIX_VS" \
 			CHAT_HOST_ID="benchvs$i" CHAT_PUBLIC_ADDR="127.0.0.1:$pub" CHAT_INTERNAL_ADDR="127.0.0.1:$int" \
@@ -451,8 +476,9 @@ case "$SERVER-$MODE" in
 	done
 	RUNS=() # compared below, not summarized as a matrix
 	if ((${#FAILED[@]} == 0)); then
-		printf '\n## This tree (%s and changes) against %s (%s), %d oneone pairs at %s msg/s\n\n' \
-			"$(git rev-parse --short HEAD)" "$VS_REV" "${VS_COMMIT:0:12}" "$PAIRS" "${BENCH_VS_RATE:-1000}"
+		printf '\n## This tree (%s and changes) against %s, %d oneone pairs at %s msg/s\n\n' \
+			"$(git rev-parse --short HEAD)" "$([[ "$VS_KIND" == relay ]] && echo "the bare relay" || echo "$VS_REV (${VS_COMMIT:0:12})")" \
+			"$PAIRS" "${BENCH_VS_RATE:-1000}"
 		"$BENCH" compare --names "this tree,$VS_REV" "$(IFS=,; echo "${VS_A[*]}")" "$(IFS=,; echo "${VS_B[*]}")"
 	fi
 	;;
