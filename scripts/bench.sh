@@ -142,20 +142,31 @@ PIDS=()
 DB_CREATED=""
 DB_VS_CREATED=""
 
-cleanup() {
-	local rc=$? pid
-	set +e
-	for pid in "${PIDS[@]}"; do
-		[[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null
+# stop_pids I...: the hosts at those indexes of PIDS, all SIGTERMed at once (they
+# drain), each SIGKILLed if still there after 20 s.
+stop_pids() {
+	local i
+	for i in "$@"; do
+		[[ -n "${PIDS[i]:-}" ]] && kill -TERM "${PIDS[i]}" 2>/dev/null
 	done
-	for pid in "${PIDS[@]}"; do
-		[[ -z "$pid" ]] && continue
-		for _ in $(seq 1 150); do
-			kill -0 "$pid" 2>/dev/null || break
+	for i in "$@"; do
+		[[ -z "${PIDS[i]:-}" ]] && continue
+		for _ in $(seq 1 200); do
+			kill -0 "${PIDS[i]}" 2>/dev/null || break
 			sleep 0.1
 		done
-		kill -KILL "$pid" 2>/dev/null
+		kill -KILL "${PIDS[i]}" 2>/dev/null || true
+		wait "${PIDS[i]}" 2>/dev/null || true
+		PIDS[i]=""
 	done
+	return 0
+}
+stop_clusters() { stop_pids "${!PIDS[@]}"; } # every host of both clusters
+
+cleanup() {
+	local rc=$?
+	set +e
+	stop_clusters
 	local prefix
 	for prefix in "$REDIS_PREFIX" "$REDIS_PREFIX_VS"; do
 		redis-cli --no-auth-warning -u "$TEST_REDIS_URL" --scan --pattern "${prefix}*" 2>/dev/null |
@@ -303,18 +314,7 @@ start_host() { # start_host I [vs]: host I (1-based) in the background; sets PID
 	fi
 	PIDS[i - 1]=$!
 }
-stop_host() { # stop_host I: SIGTERM host I (it drains), SIGKILL after 20 s
-	local pid=${PIDS[$1 - 1]:-}
-	[[ -z "$pid" ]] && return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for _ in $(seq 1 200); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-	PIDS[$1 - 1]=""
-}
+stop_host() { stop_pids $(($1 - 1)); } # stop_host I: host I (1-based) of this tree's cluster
 restart_hosts() { # fresh processes: idle measures memory added to a host that held nothing
 	local i
 	for i in $(seq 1 $HOSTS_N); do stop_host "$i"; done
@@ -365,23 +365,6 @@ start_clusters() {
 		IFS=,
 		echo "${HOSTS_VS[*]}"
 	)
-}
-# stop_clusters: every host of both clusters, SIGTERM (they drain), SIGKILL after 20 s.
-stop_clusters() {
-	local i
-	for i in "${!PIDS[@]}"; do
-		[[ -n "${PIDS[i]}" ]] && kill -TERM "${PIDS[i]}" 2>/dev/null
-	done
-	for i in "${!PIDS[@]}"; do
-		[[ -z "${PIDS[i]}" ]] && continue
-		for _ in $(seq 1 200); do
-			kill -0 "${PIDS[i]}" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "${PIDS[i]}" 2>/dev/null || true
-		wait "${PIDS[i]}" 2>/dev/null || true
-		PIDS[i]=""
-	done
 }
 start_clusters
 info "cluster up: $HOST_LIST${VS_LIST:+ and, at $VS_REV, $VS_LIST} (PIDs ${PIDS[*]}); logs in $WORK"
