@@ -62,6 +62,7 @@ KEEP=""
 SERVER=chatd
 VS_REV=""
 VS_KIND=chatd # --vs relay: barerelay
+VS_NAME="" # what the other side is, for messages
 PAIRS=6
 while (($# > 0)); do
 	case "$1" in
@@ -106,9 +107,10 @@ DB_NAME_VS="${DB_NAME}_vs"
 REDIS_PREFIX_VS="sbbenchvs$(date +%s):"
 [[ "$MODE" == vs && "$SERVER" == relay ]] && { echo "bench.sh: --vs compares chatd builds, not the relay" >&2; exit 2; }
 if [[ "$MODE" == vs && "$VS_REV" == relay ]]; then
-	VS_KIND=relay VS_COMMIT=""
+	VS_KIND=relay VS_COMMIT="" VS_NAME="the bare relay"
 elif [[ "$MODE" == vs ]]; then
 	VS_COMMIT=$(git rev-parse --verify --quiet "$VS_REV^{commit}") || { echo "bench.sh: --vs: no commit $VS_REV" >&2; exit 2; }
+	VS_NAME="chatd at $VS_REV (${VS_COMMIT:0:12})"
 fi
 
 info() { printf '==> %s\n' "$*" >&2; }
@@ -201,7 +203,7 @@ if [[ "$VS_KIND" == relay ]]; then
 elif [[ "$MODE" == vs ]]; then
 	# REV's tree as committed, built with its own go.mod: what it was, not what it
 	# would be with this tree's dependencies.
-	info "building chatd at $VS_REV (${VS_COMMIT:0:12})"
+	info "building $VS_NAME"
 	mkdir -p "$WORK/src-vs"
 	git archive "$VS_COMMIT" | tar -x -C "$WORK/src-vs"
 	# Named chatd too, so that chatbench's CPU by process name counts both builds alike.
@@ -234,19 +236,13 @@ if [[ "$MODE" == vs ]]; then
 	# setup's thread creations fails with "too many clients already" and the run with
 	# it. When both builds read the setting and it was not given, both get the largest
 	# pool the server holds for six hosts (ten connections spare); the same on both
-	# sides, so the comparison stays fair.
-	# The relay takes its pool size from -db-max-conns (RELAY_DB_CONNS below), the
-	# same as chatd's.
+	# sides, so the comparison stays fair. The relay (-db-max-conns) gets the same pool.
 	maxconn=$(psql -X "$TEST_DATABASE_URL" -Atqc 'show max_connections')
 	pool=${CHAT_DB_MAX_CONNS:-20}
-	if [[ "$VS_KIND" == relay ]]; then
-		RELAY_DB_CONNS=${CHAT_DB_MAX_CONNS:-20}
-	fi
 	if ((maxconn < 2 * HOSTS_N * pool + 10)); then
 		fit=$(((maxconn - 10) / (2 * HOSTS_N)))
 		if [[ -z "${CHAT_DB_MAX_CONNS:-}" ]] && ((fit >= 2)) && { [[ "$VS_KIND" == relay ]] ||
 			grep -rqs CHAT_DB_MAX_CONNS "$WORK/src-vs/pkg/config"; } && grep -rqs CHAT_DB_MAX_CONNS "$ROOT/pkg/config"; then
-			RELAY_DB_CONNS=$fit
 			export CHAT_DB_MAX_CONNS=$fit
 			info "PostgreSQL allows $maxconn connections: each host of both clusters gets a pool of $fit (CHAT_DB_MAX_CONNS)"
 		else
@@ -255,7 +251,8 @@ if [[ "$MODE" == vs ]]; then
 				"When both builds have CHAT_DB_MAX_CONNS, set it lower in the environment (e.g. 12)."
 		fi
 	fi
-	info "fresh database $DB_NAME_VS; Redis prefix $REDIS_PREFIX_VS ($([[ "$VS_KIND" == relay ]] && echo "the bare relay" || echo "chatd at $VS_REV"))"
+	RELAY_DB_CONNS=${CHAT_DB_MAX_CONNS:-20}
+	info "fresh database $DB_NAME_VS; Redis prefix $REDIS_PREFIX_VS ($VS_NAME)"
 	psql -X "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $DB_NAME_VS WITH (FORCE)" >/dev/null
 	psql -X "$TEST_DATABASE_URL" -qc "CREATE DATABASE $DB_NAME_VS" >/dev/null
 	DB_VS_CREATED=1
@@ -354,7 +351,7 @@ start_clusters() {
 		[[ "$MODE" == vs ]] || continue
 		wait_ready "${HOSTS_VS[i - 1]}" || {
 			tail -n 20 "$WORK/chatd-vs$i.log" >&2
-			die "host $i at $VS_REV did not become ready"
+			die "host $i of $VS_NAME did not become ready"
 		}
 	done
 	HOST_LIST=$(
@@ -367,7 +364,7 @@ start_clusters() {
 	)
 }
 start_clusters
-info "cluster up: $HOST_LIST${VS_LIST:+ and, at $VS_REV, $VS_LIST} (PIDs ${PIDS[*]}); logs in $WORK"
+info "cluster up: $HOST_LIST${VS_LIST:+ and, $VS_NAME, $VS_LIST} (PIDs ${PIDS[*]}); logs in $WORK"
 
 if [[ "$MODE" == up ]]; then
 	printf '\nchatbench: %s\n  e.g. %s oneone --hosts %s --rate 1000 --duration 10s\n' "$BENCH" "$BENCH" "$HOST_LIST"
@@ -460,8 +457,7 @@ case "$SERVER-$MODE" in
 	RUNS=() # compared below, not summarized as a matrix
 	if ((${#FAILED[@]} == 0)); then
 		printf '\n## This tree (%s and changes) against %s, %d oneone pairs at %s msg/s\n\n' \
-			"$(git rev-parse --short HEAD)" "$([[ "$VS_KIND" == relay ]] && echo "the bare relay" || echo "$VS_REV (${VS_COMMIT:0:12})")" \
-			"$PAIRS" "${BENCH_VS_RATE:-1000}"
+			"$(git rev-parse --short HEAD)" "$VS_NAME" "$PAIRS" "${BENCH_VS_RATE:-1000}"
 		"$BENCH" compare --names "this tree,$VS_REV" "$(IFS=,; echo "${VS_A[*]}")" "$(IFS=,; echo "${VS_B[*]}")"
 	fi
 	;;

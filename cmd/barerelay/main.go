@@ -129,12 +129,8 @@ func serve(ctx context.Context, c config, pub, in net.Listener) error {
 		return fmt.Errorf("-database: %w", err)
 	}
 	defer db.Close()
-	conns := c.dbConns
-	if conns <= 0 {
-		conns = 32
-	}
-	db.SetMaxOpenConns(conns)
-	db.SetMaxIdleConns(conns)
+	db.SetMaxOpenConns(c.dbConns)
+	db.SetMaxIdleConns(c.dbConns)
 	if err := createTable(ctx, db); err != nil {
 		return fmt.Errorf("create table: %w", err)
 	}

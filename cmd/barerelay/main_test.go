@@ -106,7 +106,7 @@ func TestRelayHandsAMessageToAnotherProcess(t *testing.T) {
 	if redisURL == "" {
 		redisURL = dbtest.DefaultRedisURL
 	}
-	c := config{redisURL: redisURL, prefix: prefix, databaseURL: dbtest.NewEmptyDatabaseURL(t)}
+	c := config{redisURL: redisURL, prefix: prefix, databaseURL: dbtest.NewEmptyDatabaseURL(t), dbConns: 8}
 	a, b := startRelay(t, c), startRelay(t, c)
 
 	var login struct{ Token string }

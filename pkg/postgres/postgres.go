@@ -206,7 +206,8 @@ func (d *DB) PoolStats() sql.DBStats { return d.sqlDB.Stats() }
 
 // CommitStats reports how many transactions the group commit has run for the send path
 // and how many messages they carried; messages over batches is how many sends shared
-// each transaction (a batch that must be redone one message at a time counts again). Both stay 0 without group commit (SQLite, Config.DisableGroupCommit).
+// each transaction (a batch that must be redone one message at a time counts again).
+// Both stay 0 without group commit (SQLite, Config.DisableGroupCommit).
 func (d *DB) CommitStats() (batches, messages int64) {
 	if d.committer == nil {
 		return 0, 0
