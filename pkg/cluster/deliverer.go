@@ -19,6 +19,7 @@ import (
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
 	"github.com/switchboard-chat/switchboard/pkg/internal/outage"
+	"github.com/switchboard-chat/switchboard/pkg/internal/rawio"
 	"github.com/switchboard-chat/switchboard/pkg/metrics"
 )
 
@@ -197,7 +198,7 @@ func NewDeliverer(cfg DelivererConfig, hub localHub, presence chat.PresenceStore
 func NewClient(retries int, m *metrics.Metrics, log *slog.Logger) *retryablehttp.Client {
 	tr := &http.Transport{
 		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         rawio.WrapDial((&net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}).DialContext),
 		MaxIdleConns:        512,
 		MaxIdleConnsPerHost: 128,
 		IdleConnTimeout:     90 * time.Second,

@@ -18,6 +18,7 @@ import (
 	"github.com/switchboard-chat/switchboard/pkg/cluster"
 	"github.com/switchboard-chat/switchboard/pkg/config"
 	"github.com/switchboard-chat/switchboard/pkg/httpapi"
+	"github.com/switchboard-chat/switchboard/pkg/internal/rawio"
 	"github.com/switchboard-chat/switchboard/pkg/metrics"
 	"github.com/switchboard-chat/switchboard/pkg/password"
 	"github.com/switchboard-chat/switchboard/pkg/postgres"
@@ -103,6 +104,9 @@ func New(cfg *config.Config, opts Options, log *slog.Logger) (*Host, error) {
 		_ = internalLn.Close()
 		return nil, fmt.Errorf("CHAT_PUBLIC_ADDR %s: %w", cfg.PublicAddr, err)
 	}
+	// Both listeners' sockets read and write outside the scheduler's syscall path (see
+	// package rawio): a host's socket writes are most of its system calls.
+	internalLn, publicLn = rawio.Listener{Listener: internalLn}, rawio.Listener{Listener: publicLn}
 	if strings.HasSuffix(cfg.InternalURL, ":0") {
 		_, port, _ := net.SplitHostPort(internalLn.Addr().String())
 		cfg.InternalURL = strings.TrimSuffix(cfg.InternalURL, "0") + port

@@ -23,11 +23,14 @@ import (
 	"time"
 
 	"github.com/glebarez/sqlite"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	gormpg "gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
+	"github.com/switchboard-chat/switchboard/pkg/internal/rawio"
 )
 
 // Config tunes a DB. Zero values get the defaults named on each field.
@@ -168,7 +171,12 @@ func OpenURL(ctx context.Context, rawURL string, cfg Config, log *slog.Logger) (
 		// The URL may hold a password: never echo it.
 		return nil, errors.New("open database: the URL must be postgres://user@host:port/dbname")
 	}
-	return Open(ctx, gormpg.New(gormpg.Config{DSN: rawURL}), cfg, log)
+	pc, err := pgx.ParseConfig(rawURL)
+	if err != nil {
+		return nil, errors.New("open database: the URL cannot be parsed (host, port, user, database or a parameter)")
+	}
+	pc.DialFunc = rawio.WrapDial(pc.DialFunc) // see package rawio
+	return Open(ctx, gormpg.New(gormpg.Config{Conn: stdlib.OpenDB(*pc)}), cfg, log)
 }
 
 // OpenSQLite opens the SQLite file at path, creating it and its directory if needed,

@@ -22,6 +22,7 @@ import (
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
 	"github.com/switchboard-chat/switchboard/pkg/internal/outage"
+	"github.com/switchboard-chat/switchboard/pkg/internal/rawio"
 )
 
 var (
@@ -165,6 +166,7 @@ func Dial(ctx context.Context, url string, addrs []string) (goredis.UniversalCli
 		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
 		opt.ContextTimeoutEnabled = true
 		opt.Protocol = respVersion
+		opt.Dialer = rawio.WrapDial(goredis.NewDialer(&goredis.Options{DialTimeout: opt.DialTimeout, TLSConfig: opt.TLSConfig}))
 		client = goredis.NewClusterClient(opt)
 	case url != "":
 		opt, err := parseURL(url)
@@ -193,6 +195,7 @@ func Dial(ctx context.Context, url string, addrs []string) (goredis.UniversalCli
 		if opt.Protocol == 0 { // the URL may ask for one (?protocol=3)
 			opt.Protocol = respVersion
 		}
+		opt.Dialer = rawio.WrapDial(goredis.NewDialer(opt)) // TLS connections stay as they are
 		client = goredis.NewClient(opt)
 	default:
 		return nil, errors.New("redis: no URL and no cluster addresses")

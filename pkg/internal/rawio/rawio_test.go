@@ -1,0 +1,178 @@
+//go:build linux
+
+package rawio
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// pair returns a wrapped client and the wrapped server side of one loopback connection.
+func pair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	var lc net.ListenConfig
+	inner, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := Listener{Listener: inner}
+	t.Cleanup(func() { _ = ln.Close() })
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			accepted <- nil
+			return
+		}
+		accepted <- c
+	}()
+	client, err = WrapDial((&net.Dialer{Timeout: time.Second}).DialContext)(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-accepted
+	if server == nil {
+		t.Fatal("accept failed")
+	}
+	for _, c := range []net.Conn{client, server} {
+		if _, ok := c.(*Conn); !ok {
+			t.Fatalf("%T is not wrapped", c)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	return client, server
+}
+
+// A payload far larger than the socket buffers makes both sides wait for the poller
+// (EAGAIN) many times; every byte must still arrive, in order.
+func TestLargeTransferArrivesWhole(t *testing.T) {
+	client, server := pair(t)
+	want := make([]byte, 8<<20)
+	_, _ = rand.Read(want)
+	errc := make(chan error, 1)
+	go func() {
+		n, err := client.Write(want)
+		if err == nil && n != len(want) {
+			err = io.ErrShortWrite
+		}
+		errc <- err
+	}()
+	got := make([]byte, 0, len(want))
+	buf := make([]byte, 64<<10)
+	for len(got) < len(want) {
+		n, err := server.Read(buf)
+		if err != nil {
+			t.Fatalf("read after %d bytes: %v", len(got), err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("the bytes read differ from those written")
+	}
+}
+
+func TestPeerCloseIsEOF(t *testing.T) {
+	client, server := pair(t)
+	if _, err := client.Write([]byte("bye")); err != nil {
+		t.Fatal(err)
+	}
+	_ = client.Close()
+	got, err := io.ReadAll(server)
+	if err != nil || string(got) != "bye" {
+		t.Fatalf("ReadAll = %q, %v; want \"bye\", nil (EOF ends it)", got, err)
+	}
+}
+
+// Deadlines are the netpoller's, as for any net.Conn: gorilla/websocket and net/http
+// rely on a timeout error that says so.
+func TestReadDeadlineTimesOut(t *testing.T) {
+	_, server := pair(t)
+	_ = server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	_, err := server.Read(make([]byte, 16))
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read past the deadline = %v; want a timeout net.Error", err)
+	}
+}
+
+func TestWriteDeadlineTimesOutWhenThePeerDoesNotRead(t *testing.T) {
+	client, _ := pair(t)
+	_ = client.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	n, err := client.Write(make([]byte, 64<<20)) // more than loopback buffers hold
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Write = %d, %v; want a deadline error", n, err)
+	}
+	if n <= 0 || n >= 64<<20 {
+		t.Fatalf("Write reported %d bytes written; want the part the kernel took", n)
+	}
+}
+
+func TestClosedConnSaysClosed(t *testing.T) {
+	client, _ := pair(t)
+	_ = client.Close()
+	if _, err := client.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Read after Close = %v; want net.ErrClosed", err)
+	}
+	if _, err := client.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Write after Close = %v; want net.ErrClosed", err)
+	}
+}
+
+// A Read blocked in the poller returns when another goroutine closes the connection.
+func TestCloseUnblocksRead(t *testing.T) {
+	_, server := pair(t)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := server.Read(make([]byte, 1))
+		errc <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	_ = server.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Read = %v; want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read still blocked 5 s after Close")
+	}
+}
+
+func TestWriteToResetPeerFails(t *testing.T) {
+	client, server := pair(t)
+	if sc, ok := server.(*Conn); ok {
+		_ = sc.SetLinger(0) // close sends RST
+	}
+	_ = server.Close()
+	var err error
+	for i := 0; i < 100 && err == nil; i++ {
+		_, err = client.Write(make([]byte, 1024))
+		time.Sleep(time.Millisecond)
+	}
+	if err == nil {
+		t.Fatal("writes to a reset connection kept succeeding")
+	}
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "write" {
+		t.Fatalf("err = %#v; want a *net.OpError for write", err)
+	}
+}
+
+func TestWrapLeavesOtherConnsAlone(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if Wrap(a) != a {
+		t.Fatal("Wrap changed a non-TCP conn")
+	}
+}
