@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
@@ -166,5 +167,45 @@ func TestQueuedCallerLeavesAtItsDeadline(t *testing.T) {
 	}
 	if waited := time.Since(start); waited > 2*time.Second {
 		t.Fatalf("after the hang, a call with a 200 ms deadline took %v: the batcher is stuck", waited)
+	}
+}
+
+// A restart of Redis kills the connection the batcher holds: the next send's limit and
+// lookup are still answered (their pipeline goes again through the pool, which dials
+// afresh), and so are the ones after, over a new held connection.
+func TestBatcherOutlivesARedisRestart(t *testing.T) {
+	t.Parallel()
+	m := miniredis.RunT(t)
+	client := goredis.NewClient(&goredis.Options{Addr: m.Addr()})
+	t.Cleanup(func() { _ = client.Close() })
+	open := func(*testing.T) (goredis.UniversalClient, string, *miniredis.Miniredis) { return client, "t:", m }
+	// Without the local fallback, a Redis error would reach the caller.
+	e := newEnv(t, backend{"miniredis", open}, redis.Config{DisableLocalFallback: true})
+	if err := e.Store.AddConnections(t.Context(), []chat.Connection{{UserID: "u1", HostID: "h1", ConnID: "c1", Since: epoch, Instance: "i"}}); err != nil {
+		t.Fatal(err)
+	}
+	send := func(when string) {
+		t.Helper()
+		if ok, _, err := e.Store.Allow(t.Context(), "send:u1", 1, 10, 1); err != nil || !ok {
+			t.Fatalf("%s: Allow = %v, %v; want true, nil", when, ok, err)
+		}
+		got, err := e.Store.Lookup(t.Context(), []string{"u1"})
+		if err != nil || len(got["u1"]) != 1 || got["u1"][0].ConnID != "c1" {
+			t.Fatalf("%s: Lookup = %v, %v; want u1 on c1", when, got, err)
+		}
+	}
+	send("before the restart")
+	m.Close()
+	if err := m.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	p0, _ := e.Store.PipelineStats()
+	for i := range 3 {
+		send(fmt.Sprintf("send %d after the restart", i+1))
+	}
+	// Six calls: one pipeline each, and one more for the call that found the held
+	// connection dead. A dead connection kept would fail every call once first.
+	if p1, _ := e.Store.PipelineStats(); p1-p0 != 7 {
+		t.Fatalf("%d pipelines for 6 calls after the restart; want 7", p1-p0)
 	}
 }

@@ -205,26 +205,31 @@ func TestPresenceRoundTrips(t *testing.T) {
 			users = append(users, u)
 			conns = append(conns, conn(u, "h1", "a"+u, e.Clock.Now()), conn(u, "h2", "b"+u, e.Clock.Now()))
 		}
-		// Load the scripts first, so that no NOSCRIPT retry is counted.
+		// Load the scripts and open the batcher's connection first, so that no NOSCRIPT
+		// retry and no connection handshake is counted.
 		if err := e.Store.RemoveConnections(t.Context(), conns[:1]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Store.Lookup(t.Context(), users[:1]); err != nil {
 			t.Fatal(err)
 		}
 		rt := new(roundTrips)
 		e.Client.AddHook(rt)
 		for _, step := range []struct {
-			name string
-			call func() error
+			name    string
+			batched bool // through the hot path's batcher, which counts its own pipelines
+			call    func() error
 		}{
-			{"AddConnections", func() error { return e.Store.AddConnections(t.Context(), conns) }},
-			{"Lookup", func() error {
+			{"AddConnections", false, func() error { return e.Store.AddConnections(t.Context(), conns) }},
+			{"Lookup", true, func() error {
 				got, err := e.Store.Lookup(t.Context(), users)
 				if err == nil && len(got) != len(users) {
 					err = fmt.Errorf("%d users online, want %d", len(got), len(users))
 				}
 				return err
 			}},
-			{"RemoveConnections", func() error { return e.Store.RemoveConnections(t.Context(), conns) }},
-			{"LastSeen", func() error {
+			{"RemoveConnections", false, func() error { return e.Store.RemoveConnections(t.Context(), conns) }},
+			{"LastSeen", false, func() error {
 				got, err := e.Store.LastSeen(t.Context(), users)
 				if err == nil && len(got) != len(users) {
 					err = fmt.Errorf("%d users seen, want %d", len(got), len(users))
@@ -232,10 +237,18 @@ func TestPresenceRoundTrips(t *testing.T) {
 				return err
 			}},
 		} {
+			p0, _ := e.Store.PipelineStats()
 			if err := step.call(); err != nil {
 				t.Fatalf("%s: %v", step.name, err)
 			}
-			if single, pipes := rt.take(); single != 0 || pipes != 1 {
+			single, pipes := rt.take()
+			if step.batched {
+				// The batcher's pipelines go over a connection it holds, which the
+				// client's hooks added since do not see.
+				p1, _ := e.Store.PipelineStats()
+				pipes = max(pipes, p1-p0)
+			}
+			if single != 0 || pipes != 1 {
 				t.Fatalf("%s: %d commands and %d pipelines, want one pipeline", step.name, single, pipes)
 			}
 		}

@@ -19,8 +19,9 @@
 // Measured with scripts/bench.sh --vs (8 pairs at 1,000 msg/s, 2026-11-27): the hosts'
 // CPU per message fell from 563 to 517 µs, lower in all 8 pairs; one host's futex calls
 // halved and its nanosleeps fell by a third. At 4,000 msg/s, where the hosts never
-// idle, it changed nothing. What still wakes sysmon is other code's syscalls, such as
-// go-redis's health check of a pooled connection (recvfrom).
+// idle, it changed nothing. Other code's system calls still take the slow path; the
+// one that mattered, go-redis's check of each pooled connection it hands out, is kept
+// off the hot path by the Redis batcher holding its connection (pkg/redis, batch.go).
 package rawio
 
 import (
