@@ -22,6 +22,8 @@
 // idle, it changed nothing. Other code's system calls still take the slow path; the
 // one that mattered, go-redis's check of each pooled connection it hands out, is kept
 // off the hot path by the Redis batcher holding its connection (pkg/redis, batch.go).
+// With both, one host's 5 s at 1,000 msg/s made 236 futex calls and 539 nanosleeps
+// (12,428 and 12,353 before either), and the hosts used 414 µs per message.
 package rawio
 
 import (

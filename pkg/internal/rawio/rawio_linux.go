@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"syscall"
 	"unsafe"
 )
@@ -56,7 +57,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 		}
 	})
 	if err == nil && serr != 0 {
-		err = serr
+		err = os.NewSyscallError("read", serr) // as package net reports it
 	}
 	if err != nil {
 		return 0, c.opErr("read", err)
@@ -88,7 +89,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 		return true
 	})
 	if err == nil && serr != 0 {
-		err = serr
+		err = os.NewSyscallError("write", serr)
 	}
 	if err != nil {
 		return n, c.opErr("write", err)
@@ -96,6 +97,8 @@ func (c *Conn) Write(b []byte) (int, error) {
 	return n, nil
 }
 
+// opErr wraps err as package net does, so that callers' checks (net.ErrClosed, a
+// timeout, ECONNRESET) see what they would on a plain TCPConn.
 func (c *Conn) opErr(op string, err error) error {
 	if errors.Is(err, net.ErrClosed) {
 		err = net.ErrClosed
