@@ -10,8 +10,9 @@
 #   scripts/bench.sh --relay ...  the same, against cmd/barerelay (issue 6's reference
 #                                 relay) instead of chatd: oneone, ramp and fanout only
 #   scripts/bench.sh --vs REV     this working tree against commit REV: two clusters side
-#                                 by side, oneone runs taken in turns (--pairs N, default 6),
-#                                 then `chatbench compare` of the two sides
+#                                 by side, oneone runs (or BENCH_VS_SCENARIO's) taken in
+#                                 turns (--pairs N, default 6), then `chatbench compare`
+#                                 of the two sides
 #   scripts/bench.sh --vs relay   the same against cmd/barerelay (issue 6's reference
 #                                 relay) built from this tree: how far from it we are
 #                                 on this boot, with a sign test
@@ -38,7 +39,8 @@
 #   BENCH_PORT_BASE    public ports are BASE+1..3, internal BASE+1001..1003 (default 8080);
 #                      --vs puts REV's cluster on BASE+11..13 and BASE+1011..1013 for the
 #                      first half of the pairs, then the two clusters swap ports
-#   BENCH_VS_RATE      --vs: the oneone rate of each run (default 1000 msg/s)
+#   BENCH_VS_RATE      --vs: the offered rate of each run (default 1000 msg/s; fanout 1100)
+#   BENCH_VS_SCENARIO  --vs: oneone (default) or fanout (100 members, as in the matrix)
 #   BENCH_PPROF=true   serve /debug/pprof on the internal listeners (signed requests only)
 #   BENCH_OUT          results directory (default docs/bench/results)
 #   BENCH_QUIET_WAIT   seconds to wait before each run for the machine to be idle (120)
@@ -111,6 +113,10 @@ if [[ "$MODE" == vs && "$VS_REV" == relay ]]; then
 elif [[ "$MODE" == vs ]]; then
 	VS_COMMIT=$(git rev-parse --verify --quiet "$VS_REV^{commit}") || { echo "bench.sh: --vs: no commit $VS_REV" >&2; exit 2; }
 	VS_NAME="chatd at $VS_REV (${VS_COMMIT:0:12})"
+fi
+if [[ "$MODE" == vs && ! "${BENCH_VS_SCENARIO:-oneone}" =~ ^(oneone|fanout)$ ]]; then
+	echo "bench.sh: BENCH_VS_SCENARIO must be oneone or fanout, not ${BENCH_VS_SCENARIO}" >&2
+	exit 2
 fi
 
 info() { printf '==> %s\n' "$*" >&2; }
@@ -431,6 +437,11 @@ case "$SERVER-$MODE" in
 	# swap slots halfway, since two A/A runs (the same code on both sides) leaned
 	# towards the cluster on the first ports, a lean nothing in this script explained.
 	VS_A=() VS_B=()
+	VS_SCENARIO=${BENCH_VS_SCENARIO:-oneone}
+	case "$VS_SCENARIO" in
+	oneone) VS_RATE=${BENCH_VS_RATE:-1000} VS_RUN=(oneone --rate "${BENCH_VS_RATE:-1000}" --duration 10s) ;;
+	fanout) VS_RATE=${BENCH_VS_RATE:-1100} VS_RUN=(fanout --members 100 --rate "${BENCH_VS_RATE:-1100}" --duration 10s) ;;
+	esac
 	for p in $(seq 1 "$PAIRS"); do
 		if ((PAIRS >= 2 && p == PAIRS / 2 + 1)); then
 			info "swapping the clusters' slots: this tree to ports $((PORT_BASE + 11))-$((PORT_BASE + 10 + HOSTS_N)), $VS_REV to $((PORT_BASE + 1))-$((PORT_BASE + HOSTS_N)), $VS_REV started first"
@@ -445,9 +456,9 @@ case "$SERVER-$MODE" in
 			[[ "$side" == vs ]] && RUN_HOSTS=$VS_LIST
 			info "pair $p of $PAIRS: $([[ "$side" == vs ]] && echo "$VS_REV" || echo "this tree")"
 			nfailed=${#FAILED[@]}
-			bench "vs-$side-$p" oneone --rate "${BENCH_VS_RATE:-1000}" --duration 10s >"$WORK/vs-$side-$p.txt" 2>&1
+			bench "vs-$side-$p" "${VS_RUN[@]}" >"$WORK/vs-$side-$p.txt" 2>&1
 			if ((${#FAILED[@]} > nfailed)); then
-				grep -v '^oneone ' "$WORK/vs-$side-$p.txt" | tail -n 30 >&2 # why it failed
+				grep -v "^$VS_SCENARIO " "$WORK/vs-$side-$p.txt" | tail -n 30 >&2 # why it failed
 			else
 				grep -E '^(latency write -> receiver|CPU of every)' "$WORK/vs-$side-$p.txt" >&2 || true
 			fi
@@ -456,8 +467,8 @@ case "$SERVER-$MODE" in
 	done
 	RUNS=() # compared below, not summarized as a matrix
 	if ((${#FAILED[@]} == 0)); then
-		printf '\n## This tree (%s and changes) against %s, %d oneone pairs at %s msg/s\n\n' \
-			"$(git rev-parse --short HEAD)" "$VS_NAME" "$PAIRS" "${BENCH_VS_RATE:-1000}"
+		printf '\n## This tree (%s and changes) against %s, %d %s pairs at %s msg/s\n\n' \
+			"$(git rev-parse --short HEAD)" "$VS_NAME" "$PAIRS" "$VS_SCENARIO" "$VS_RATE"
 		"$BENCH" compare --names "this tree,$VS_REV" "$(IFS=,; echo "${VS_A[*]}")" "$(IFS=,; echo "${VS_B[*]}")"
 	fi
 	;;
