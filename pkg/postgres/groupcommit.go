@@ -283,17 +283,14 @@ func (d *DB) createMessages(ctx context.Context, batch []*sendReq) ([]sendRes, e
 }
 
 // bulkBatch is the batch size from which store_messages_bulk (one set-based statement)
-// beats store_messages (a loop of statements per message); see migration 0005. It was
-// 6 until migrations 0007 and 0008 made the bulk statement dearer (one index probe per
-// message) and the loop cheaper (locks by key). Measured since (pgbench, one client,
-// PostgreSQL 15, ms a call, loop against bulk): batches of 5 distinct threads 0.75
-// against 1.40, of 10 1.23 against 1.29, of 16 1.83 against 1.73, of 24 2.31 against
-// 2.02; 10 messages to one thread 1.13 against 1.11, 16 1.55 against 1.39. Forcing a
-// generic plan on the bulk statement changed little (1.05 for 5): its cost is in the
-// execution, not the planning. In a three-host one-to-one run at 4,000 msg/s, 3,023
-// of 13,019 batches, carrying more than half of the messages, took the bulk path at
-// 1.57 ms a call (pg_stat_user_functions). Atomic so that tests can send a batch down
-// either path.
+// beats store_messages (a loop of statements per message). It was 6 until migrations
+// 0007 and 0008 made the bulk statement dearer (an index probe per message) and the
+// loop cheaper (locks by key); since then the loop is the cheaper up to about a dozen
+// messages, whether they share a thread or not (pgbench, ms a call, loop against bulk:
+// 5 threads 0.75 against 1.40, 16 threads 1.83 against 1.73; 6 messages to one thread
+// 0.78 against 1.43, 16 1.55 against 1.39). The bulk statement's cost is in running it,
+// not planning it: a generic plan saved little. docs/bench/README.md has the rest.
+// Atomic so that tests can send a batch down either path.
 var bulkBatch atomic.Int32
 
 func init() { bulkBatch.Store(12) }
