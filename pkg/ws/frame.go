@@ -35,16 +35,29 @@ type FrameError struct {
 
 func (e *FrameError) Error() string { return e.Code + ": " + e.Message }
 
+// notAnObject answers a frame that is not one JSON object.
+func notAnObject() error {
+	return &FrameError{Code: codeInvalidFrame, Message: "a frame is one JSON object"}
+}
+
 // DecodeFrame parses and checks one client frame. Invalid JSON (or not an object) is
 // invalid_frame, an unknown type unknown_type, a missing or mistyped field
 // invalid_request; the error's Ref echoes the frame's id or client_msg_id when known.
 func DecodeFrame(data []byte) (*InFrame, error) {
 	data = bytes.TrimSpace(data)
-	if len(data) == 0 || data[0] != '{' || !json.Valid(data) {
-		return nil, &FrameError{Code: codeInvalidFrame, Message: "a frame is one JSON object"}
+	if len(data) == 0 || data[0] != '{' {
+		return nil, notAnObject()
 	}
 	var f InFrame
 	if err := json.Unmarshal(data, &f); err != nil {
+		// Unmarshal checks the whole input is valid JSON before it decodes anything, so
+		// a SyntaxError is a frame that is not one JSON object; a separate json.Valid
+		// scanned every frame twice (BenchmarkDecodeFrame: 1.99 µs a frame with it, 1.46
+		// without).
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return nil, notAnObject()
+		}
 		var te *json.UnmarshalTypeError
 		msg := "a field has the wrong type"
 		if errors.As(err, &te) && te.Field != "" {
