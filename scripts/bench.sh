@@ -438,10 +438,11 @@ case "$SERVER-$MODE" in
 	# towards the cluster on the first ports, a lean nothing in this script explained.
 	VS_A=() VS_B=()
 	VS_SCENARIO=${BENCH_VS_SCENARIO:-oneone}
-	case "$VS_SCENARIO" in
-	oneone) VS_RATE=${BENCH_VS_RATE:-1000} VS_RUN=(oneone --rate "${BENCH_VS_RATE:-1000}" --duration 10s) ;;
-	fanout) VS_RATE=${BENCH_VS_RATE:-1100} VS_RUN=(fanout --members 100 --rate "${BENCH_VS_RATE:-1100}" --duration 10s) ;;
-	esac
+	VS_RATE=${BENCH_VS_RATE:-1000} VS_RUN=(oneone)
+	if [[ "$VS_SCENARIO" == fanout ]]; then
+		VS_RATE=${BENCH_VS_RATE:-1100} VS_RUN=(fanout --members 100) # as in the matrix
+	fi
+	VS_RUN+=(--rate "$VS_RATE" --duration 10s)
 	for p in $(seq 1 "$PAIRS"); do
 		if ((PAIRS >= 2 && p == PAIRS / 2 + 1)); then
 			info "swapping the clusters' slots: this tree to ports $((PORT_BASE + 11))-$((PORT_BASE + 10 + HOSTS_N)), $VS_REV to $((PORT_BASE + 1))-$((PORT_BASE + HOSTS_N)), $VS_REV started first"
