@@ -348,3 +348,53 @@ func TestCloseDoesNotWaitForABlockedWrite(t *testing.T) {
 		t.Fatalf("closing a socket whose peer stopped reading took %v, want about the close frame's 1 s", took.Round(time.Millisecond))
 	}
 }
+
+// A socket whose upgrade is under way when the host starts draining is refused with
+// 503, not opened and then closed: Drain waits only for sockets admitted before it
+// began, and a later one would outlive it.
+func TestUpgradeUnderWayWhenDrainBeginsIsRefused(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	svc := chat.NewService(chat.ServiceConfig{}, nil)
+	svc.Store = quietStore{thread: chat.NewID()}
+	cfg := ws.HubConfig{HostID: "test", Authenticate: func(*http.Request) (chat.Session, error) {
+		close(entered)
+		<-release
+		return chat.Session{UserID: chat.NewID(), Username: "u"}, nil
+	}}
+	log := slog.New(slog.DiscardHandler)
+	hub := ws.NewHub(cfg, svc, nopRegistry{}, chat.NewAckBuffer(nil, time.Hour, 0, log), metrics.New(), log)
+	srv := httptest.NewServer(hub)
+	t.Cleanup(srv.Close)
+
+	type dialed struct {
+		status int // 0 when the dial got no response
+		err    error
+	}
+	got := make(chan dialed, 1)
+	go func() {
+		c, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", nil)
+		if c != nil {
+			_ = c.Close()
+		}
+		d := dialed{err: err}
+		if resp != nil {
+			d.status = resp.StatusCode
+			_ = resp.Body.Close()
+		}
+		got <- d
+	}()
+	<-entered
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		hub.Drain(ctx, 0)
+	}()
+	eventually(t, 2*time.Second, "Drain should begin", hub.Draining)
+	close(release)
+	if d := <-got; d.status != http.StatusServiceUnavailable {
+		t.Errorf("upgrade under way when Drain began: status %d (%v), want 503", d.status, d.err)
+	}
+	<-drained
+}

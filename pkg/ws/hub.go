@@ -74,8 +74,12 @@ type Hub struct {
 
 	linger time.Duration // how long an idle writer waits: writerLinger, shorter in tests
 
-	heldMu   sync.Mutex
-	heldBy   map[*Conn]struct{} // sockets holding messages back for a gap
+	heldMu sync.Mutex
+	heldBy map[*Conn]struct{} // sockets holding messages back for a gap
+	// admitMu orders each socket's conns.Add before Drain's Wait, as WaitGroup
+	// requires: a socket admitted before draining began is waited for, and none is
+	// admitted after.
+	admitMu  sync.Mutex
 	draining atomic.Bool
 	conns    sync.WaitGroup
 }
@@ -498,7 +502,9 @@ func (h *Hub) ExpireSessions(now time.Time) {
 // (with jitter) so the clients do not reconnect elsewhere as one herd; it returns when
 // every socket's goroutines are done or ctx ends.
 func (h *Hub) Drain(ctx context.Context, spread time.Duration) {
+	h.admitMu.Lock()
 	h.draining.Store(true)
+	h.admitMu.Unlock()
 	var all []*Conn
 	h.each(func(c *Conn) { all = append(all, c) })
 	if len(all) > 0 {
@@ -554,9 +560,14 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusTooManyRequests, chat.ERateLimited, "too many open sockets for this user")
 		return
 	}
+	if !h.admit() {
+		httpError(w, http.StatusServiceUnavailable, chat.EUnavailable, "host is shutting down")
+		return
+	}
 	cw := &corkWriter{ResponseWriter: w}
 	wsConn, err := h.upgrader.Upgrade(cw, r, nil)
 	if err != nil {
+		h.conns.Done()
 		return // the upgrader has answered
 	}
 	c := &Conn{
@@ -564,9 +575,19 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		sess: sess, since: time.Now().UTC(), q: queue{max: h.cfg.SendQueue}, done: make(chan struct{}),
 		syncing: true,
 	}
-	h.conns.Add(1)
 	c.startPings()
 	go h.start(c)
+}
+
+// admit counts a socket about to be upgraded unless the hub is draining.
+func (h *Hub) admit() bool {
+	h.admitMu.Lock()
+	defer h.admitMu.Unlock()
+	if h.draining.Load() {
+		return false
+	}
+	h.conns.Add(1)
+	return true
 }
 
 // start says hello, registers the socket and runs catch-up, starting the reader once
