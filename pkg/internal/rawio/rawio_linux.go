@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"syscall"
-	"unsafe"
 )
 
 // Conn is a *net.TCPConn whose Read and Write call read(2) and write(2) on its
@@ -41,10 +40,10 @@ func (c *Conn) Read(b []byte) (int, error) {
 	var serr syscall.Errno
 	err := c.rc.Read(func(fd uintptr) bool {
 		for {
-			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+			r, e := sysRead(fd, b)
 			switch e {
 			case 0:
-				n = int(r)
+				n = r
 				return true
 			case syscall.EINTR:
 				continue
@@ -74,10 +73,10 @@ func (c *Conn) Write(b []byte) (int, error) {
 	var serr syscall.Errno
 	err := c.rc.Write(func(fd uintptr) bool {
 		for n < len(b) {
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[n])), uintptr(len(b)-n))
+			r, e := sysWrite(fd, b[n:])
 			switch e {
 			case 0:
-				n += int(r)
+				n += r
 			case syscall.EINTR:
 			case syscall.EAGAIN:
 				return false
