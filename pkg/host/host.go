@@ -211,8 +211,11 @@ func (h *Host) Run(ctx context.Context) error {
 	spread := min(2*time.Second, h.cfg.DrainTimeout/3)
 	h.Hub.Drain(dctx, spread)
 	h.node.Leave(dctx)
-	h.deliv.Close(dctx)
+	// The public listener shuts before the deliverer closes: a send made over HTTP
+	// (POST /threads/{id}/messages) is still delivered while its request finishes, and
+	// none starts a delivery once the deliverer waits for the last one.
 	_ = h.public.Shutdown(dctx)
+	h.deliv.Close(dctx)
 	_ = h.internal.Shutdown(dctx)
 	stopBG()
 	wg.Wait()
