@@ -425,6 +425,7 @@ func procField(path, key string) string {
 	return ""
 }
 
+// String is the machine line every result starts with.
 func (m Machine) String() string {
 	s := fmt.Sprintf("%d CPU %s, %s/%s, %s", m.CPUs, m.Model, m.OS, m.Arch, m.Go)
 	if m.MemoryMB > 0 {

@@ -41,6 +41,7 @@ type Error struct {
 	RetryAfter time.Duration
 }
 
+// Error implements error as "code: message", the form logs show.
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
 // Errorf is a helper returning an *Error with a formatted message.

@@ -85,6 +85,7 @@ type Error struct {
 	Problem string
 }
 
+// Error implements error as the one line a bad configuration stops the process with.
 func (e *Error) Error() string {
 	if e.Source == "" {
 		return fmt.Sprintf("config: %s %s", e.Setting, e.Problem)

@@ -140,6 +140,7 @@ func (f *FrontDoor) pick(counter *atomic.Uint64) *backend {
 	return nil
 }
 
+// ServeHTTP implements http.Handler.
 func (f *FrontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/healthz":

@@ -33,6 +33,7 @@ type FrameError struct {
 	Message string
 }
 
+// Error implements error as "code: message".
 func (e *FrameError) Error() string { return e.Code + ": " + e.Message }
 
 // notAnObject answers a frame that is not one JSON object.
