@@ -140,7 +140,9 @@ func (f *FrontDoor) pick(counter *atomic.Uint64) *backend {
 	return nil
 }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP answers its own /healthz and /readyz (ready while any host is) and passes
+// every other request to the next ready host; sockets keep a round-robin of their own
+// so that a client's HTTP calls do not decide which host its socket lands on.
 func (f *FrontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/healthz":
