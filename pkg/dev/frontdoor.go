@@ -141,8 +141,8 @@ func (f *FrontDoor) pick(counter *atomic.Uint64) *backend {
 }
 
 // ServeHTTP answers its own /healthz and /readyz (ready while any host is) and passes
-// every other request to the next ready host; sockets keep a round-robin of their own
-// so that a client's HTTP calls do not decide which host its socket lands on.
+// every other request to the next ready host. Sockets keep a round-robin of their own,
+// so they spread evenly over the hosts whatever HTTP calls come between them.
 func (f *FrontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/healthz":
