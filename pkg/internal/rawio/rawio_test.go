@@ -108,8 +108,12 @@ func TestReadDeadlineTimesOut(t *testing.T) {
 
 func TestWriteDeadlineTimesOutWhenThePeerDoesNotRead(t *testing.T) {
 	client, _ := pair(t)
+	// Allocated before the deadline is set: zeroing 64 MiB (with -race, and its shadow)
+	// on a busy machine can take longer than the deadline, and a write that starts past
+	// its deadline takes nothing.
+	big := make([]byte, 64<<20) // more than loopback buffers hold
 	_ = client.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
-	n, err := client.Write(make([]byte, 64<<20)) // more than loopback buffers hold
+	n, err := client.Write(big)
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Write = %d, %v; want a deadline error", n, err)
 	}
