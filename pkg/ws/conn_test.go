@@ -49,15 +49,18 @@ func testMessage(thread string, seq int64) chat.Message {
 	return chat.Message{ID: chat.NewID(), ThreadID: thread, Seq: seq, SenderID: "s", ClientMsgID: "c", Body: "b", CreatedAt: time.Now().UTC()}
 }
 
-// startHub serves a hub over store on a test server; the user is the Bearer token.
+// startHub serves a hub over store on a test server; the user is the Bearer token
+// unless cfg brings its own Authenticate.
 // Cleanup drains the hub (closing its sockets) and stops the server.
 func startHub(t *testing.T, store chat.ThreadStore, cfg ws.HubConfig, linger time.Duration) (*ws.Hub, string) {
 	t.Helper()
 	svc := chat.NewService(chat.ServiceConfig{}, nil)
 	svc.Store = store
 	cfg.HostID = "test"
-	cfg.Authenticate = func(r *http.Request) (chat.Session, error) {
-		return chat.Session{UserID: strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), Username: "u"}, nil
+	if cfg.Authenticate == nil {
+		cfg.Authenticate = func(r *http.Request) (chat.Session, error) {
+			return chat.Session{UserID: strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), Username: "u"}, nil
+		}
 	}
 	log := slog.New(slog.DiscardHandler)
 	hub := ws.NewHub(cfg, svc, nopRegistry{}, chat.NewAckBuffer(nil, time.Hour, 0, log), metrics.New(), log)
@@ -354,17 +357,11 @@ func TestCloseDoesNotWaitForABlockedWrite(t *testing.T) {
 // began, and a later one would outlive it.
 func TestUpgradeUnderWayWhenDrainBeginsIsRefused(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
-	svc := chat.NewService(chat.ServiceConfig{}, nil)
-	svc.Store = quietStore{thread: chat.NewID()}
-	cfg := ws.HubConfig{HostID: "test", Authenticate: func(*http.Request) (chat.Session, error) {
+	hub, url := startHub(t, quietStore{thread: chat.NewID()}, ws.HubConfig{Authenticate: func(*http.Request) (chat.Session, error) {
 		close(entered)
 		<-release
 		return chat.Session{UserID: chat.NewID(), Username: "u"}, nil
-	}}
-	log := slog.New(slog.DiscardHandler)
-	hub := ws.NewHub(cfg, svc, nopRegistry{}, chat.NewAckBuffer(nil, time.Hour, 0, log), metrics.New(), log)
-	srv := httptest.NewServer(hub)
-	t.Cleanup(srv.Close)
+	}}, 0)
 
 	type dialed struct {
 		status int // 0 when the dial got no response
@@ -372,7 +369,7 @@ func TestUpgradeUnderWayWhenDrainBeginsIsRefused(t *testing.T) {
 	}
 	got := make(chan dialed, 1)
 	go func() {
-		c, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", nil)
+		c, resp, err := websocket.DefaultDialer.Dial(url, nil)
 		if c != nil {
 			_ = c.Close()
 		}
