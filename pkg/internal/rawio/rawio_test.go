@@ -10,13 +10,14 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
 // pair returns a wrapped client and the wrapped server side of one loopback connection.
-func pair(t *testing.T) (client, server net.Conn) {
+func pair(t testing.TB) (client, server net.Conn) {
 	t.Helper()
 	var lc net.ListenConfig
 	inner, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
@@ -201,5 +202,81 @@ func TestWriteHappensBeforePeerRead(t *testing.T) {
 	}
 	if before != 1 {
 		t.Fatal("the read did not see what preceded the write")
+	}
+}
+
+// Writes from several goroutines at once each arrive whole and uninterrupted, and
+// reads from two goroutines at once share the stream without losing or repeating a
+// byte, as on a plain TCPConn (net.Conn allows both).
+func TestConcurrentWritesStayWholeAndReadsShareTheStream(t *testing.T) {
+	client, server := pair(t)
+	const writers, records, size = 4, 300, 256
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			rec := bytes.Repeat([]byte{byte('a' + w)}, size)
+			for range records {
+				if _, err := client.Write(rec); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	got := make([]byte, writers*records*size)
+	if _, err := io.ReadFull(server, got); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for i := 0; i < len(got); i += size {
+		if rec := got[i : i+size]; !bytes.Equal(rec, bytes.Repeat(rec[:1], size)) {
+			t.Fatalf("record at %d mixes writers: %q", i, rec)
+		}
+	}
+
+	const total = 1 << 20
+	go func() {
+		_, _ = server.Write(bytes.Repeat([]byte{1}, total))
+		_ = server.Close()
+	}()
+	var sum [2]int
+	var rg sync.WaitGroup
+	for r := range sum {
+		rg.Go(func() {
+			b := make([]byte, 1000+r*333)
+			for {
+				n, err := client.Read(b)
+				for _, c := range b[:n] {
+					sum[r] += int(c)
+				}
+				if err != nil {
+					if !errors.Is(err, io.EOF) {
+						t.Error(err)
+					}
+					return
+				}
+			}
+		})
+	}
+	rg.Wait()
+	if sum[0]+sum[1] != total {
+		t.Fatalf("the two readers got %d+%d bytes of %d", sum[0], sum[1], total)
+	}
+}
+
+// BenchmarkWriteRead is one small write and the peer's read of it, the shape of most
+// of a host's I/O (frames, Redis and PostgreSQL calls). Its allocations must be 0.
+func BenchmarkWriteRead(b *testing.B) {
+	client, server := pair(b)
+	msg := make([]byte, 64)
+	buf := make([]byte, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := client.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(server, buf); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
