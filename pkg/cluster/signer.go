@@ -10,9 +10,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"hash"
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -35,6 +37,17 @@ type Signer struct {
 	key []byte
 	// Now lets tests move the clock.
 	Now func() time.Time
+	// macs holds keyed HMACs for reuse: hmac.New with its key schedule and the
+	// conversions of each part to []byte cost 14 allocations a call, and every
+	// delivery to another host is signed once and verified once.
+	macs sync.Pool
+}
+
+// macState is one reusable HMAC with its scratch space.
+type macState struct {
+	h   hash.Hash
+	buf []byte // METHOD\nPATH\nTIMESTAMP\n
+	sum []byte
 }
 
 // NewSigner returns a Signer for secret.
@@ -44,15 +57,31 @@ func NewSigner(secret string) *Signer {
 
 // Sign returns the hex signature of one call.
 func (s *Signer) Sign(method, path, timestamp string, body []byte) string {
-	m := hmac.New(sha256.New, s.key)
-	m.Write([]byte(method))
-	m.Write([]byte{'\n'})
-	m.Write([]byte(path))
-	m.Write([]byte{'\n'})
-	m.Write([]byte(timestamp))
-	m.Write([]byte{'\n'})
-	m.Write(body)
-	return hex.EncodeToString(m.Sum(nil))
+	var sum [sha256.Size]byte
+	s.mac(&sum, method, path, timestamp, body)
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], sum[:])
+	return string(out[:])
+}
+
+// mac puts the HMAC of one call into sum.
+func (s *Signer) mac(sum *[sha256.Size]byte, method, path, timestamp string, body []byte) {
+	st, _ := s.macs.Get().(*macState)
+	if st == nil {
+		st = &macState{h: hmac.New(sha256.New, s.key)}
+	}
+	st.buf = append(st.buf[:0], method...)
+	st.buf = append(st.buf, '\n')
+	st.buf = append(st.buf, path...)
+	st.buf = append(st.buf, '\n')
+	st.buf = append(st.buf, timestamp...)
+	st.buf = append(st.buf, '\n')
+	st.h.Reset()
+	st.h.Write(st.buf)
+	st.h.Write(body)
+	st.sum = st.h.Sum(st.sum[:0])
+	copy(sum[:], st.sum)
+	s.macs.Put(st)
 }
 
 // SignRequest sets the timestamp and signature headers of req, whose body is body.
@@ -72,12 +101,15 @@ func (s *Signer) Verify(method, path, timestamp, signature string, body []byte) 
 	if skew > MaxSkew || skew < -MaxSkew {
 		return ErrBadSignature
 	}
-	got, err := hex.DecodeString(signature)
-	if err != nil {
+	var got, want [sha256.Size]byte
+	if len(signature) != 2*len(got) {
 		return ErrBadSignature
 	}
-	want, _ := hex.DecodeString(s.Sign(method, path, timestamp, body))
-	if !hmac.Equal(got, want) {
+	if _, err := hex.Decode(got[:], []byte(signature)); err != nil {
+		return ErrBadSignature
+	}
+	s.mac(&want, method, path, timestamp, body)
+	if !hmac.Equal(got[:], want[:]) {
 		return ErrBadSignature
 	}
 	return nil
