@@ -265,7 +265,8 @@ func TestConcurrentWritesStayWholeAndReadsShareTheStream(t *testing.T) {
 }
 
 // BenchmarkWriteRead is one small write and the peer's read of it, the shape of most
-// of a host's I/O (frames, Redis and PostgreSQL calls). Its allocations must be 0.
+// of a host's I/O (frames, Redis and PostgreSQL calls): 0 allocations, where a
+// closure made per call cost 4.
 func BenchmarkWriteRead(b *testing.B) {
 	client, server := pair(b)
 	msg := make([]byte, 64)
