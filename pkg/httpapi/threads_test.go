@@ -191,12 +191,12 @@ func TestListThreads(t *testing.T) {
 		if n := unread(alice); n != 3 {
 			t.Errorf("alice unread %d, want 3", n)
 		}
-		if n := unread(bob); n != 0 {
-			// bob's own messages never count, and sending moved his read mark.
-			t.Errorf("bob unread %d, want 0 (his own messages do not count)", n)
+		if n := unread(bob); n != 1 {
+			t.Errorf("bob unread %d, want 1 (carol's; his own messages do not count)", n)
 		}
-		if n := unread(carol); n != 1 {
-			t.Errorf("carol unread %d, want 1 (bob's message after hers)", n)
+		// Sending is not reading: bob's message before carol's own is still unread.
+		if n := unread(carol); n != 2 {
+			t.Errorf("carol unread %d, want 2 (both of bob's messages)", n)
 		}
 
 		r := s.Do(t, call{Method: "POST", Path: "/api/v1/threads/" + th.ID + "/read", Token: alice.Token, Body: `{"seq":2}`})

@@ -13,11 +13,12 @@ import (
 	"github.com/switchboard-chat/switchboard/pkg/postgres"
 )
 
-// An ack flush must not queue behind a send that holds one of its rows (every send
-// moves the sender's read mark in its membership row): the acks whose rows are free
-// are durable at once, and the held one once the send commits, before Ack returns.
-// With the flush waiting for each held row in turn, the sends behind the rows it had
-// already locked waited for the whole flush (store p99 60-180 ms at 500 msg/s).
+// An ack flush must not queue behind a transaction that holds one of its rows (a
+// MarkRead; before migration 0010, every send, which moved its sender's read mark):
+// the acks whose rows are free are durable at once, and the held one once that
+// transaction commits, before Ack returns. With the flush waiting for each held row
+// in turn, everything behind the rows it had already locked waited for the whole
+// flush (store p99 60-180 ms at 500 msg/s, when sends held these rows).
 func TestAckDoesNotWaitForASend(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -46,7 +47,7 @@ func TestAckDoesNotWaitForASend(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	// The lock a send takes on ann's membership of the held thread.
+	// The lock a MarkRead takes on ann's membership of the held thread.
 	if _, err := tx.ExecContext(ctx, `UPDATE thread_members SET read_seq = read_seq WHERE thread_id = $1 AND user_id = $2`, held.ID, ann.ID); err != nil {
 		t.Fatal(err)
 	}

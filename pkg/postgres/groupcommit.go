@@ -18,8 +18,8 @@ import (
 // senders hand in while a transaction is running are stored together in the next one,
 // with one round trip per batch (store_messages) and one WAL flush. Each sender is
 // still answered only after the commit that made its message durable. Batches lock
-// threads in id order and memberships in (thread, user) order, the orders every other
-// multi-row writer uses (Ack), so they do not deadlock.
+// their threads in id order, so they do not deadlock with each other; since migration
+// 0010 they lock no membership rows, so acks and sends do not wait for each other.
 //
 // Each thread's messages always go to the same shard (by a hash of the thread id).
 // Committers that shared one queue took a busy thread's messages one or two at a time

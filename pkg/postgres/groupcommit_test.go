@@ -170,10 +170,11 @@ func BenchmarkGroupCommit(b *testing.B) {
 	}
 }
 
-// TestGroupCommitAndAcksDoNotDeadlock runs batched sends (which move the senders' read
-// marks) against batched acks of the same memberships in the opposite order. Before
-// both took their row locks in one order, PostgreSQL broke deadlocks between them and
-// the sends in the aborted batch failed as unavailable.
+// TestGroupCommitAndAcksDoNotDeadlock runs batched sends against batched acks of the
+// same memberships in the opposite order. When sends moved their senders' read marks
+// (before migration 0010) and before both took their row locks in one order,
+// PostgreSQL broke deadlocks between them and the sends in the aborted batch failed
+// as unavailable; it stays as the guard for any lock a send takes again.
 func TestGroupCommitAndAcksDoNotDeadlock(t *testing.T) {
 	t.Parallel()
 	db := openPostgres(t)

@@ -86,9 +86,6 @@ RETURNING last_seq`
 VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (sender_id, client_msg_id) DO NOTHING
 RETURNING seq`
-	// The sender has read their own message. acked_seq is left alone: the sender's other
-	// devices have not received it yet.
-	senderReadSQL = `UPDATE thread_members SET read_seq = ? WHERE thread_id = ? AND user_id = ? AND read_seq < ?`
 )
 
 // createMessageTx stores one message inside tx, taking the thread's next seq under the
@@ -126,9 +123,6 @@ func createMessageTx(tx *gorm.DB, m chat.NewMessage, now time.Time) (chat.Stored
 		return chat.Stored{Members: members}, errDuplicate
 	} else if err != nil {
 		return chat.Stored{}, fmt.Errorf("insert: %w", err)
-	}
-	if _, err := exec(tx, senderReadSQL, seq, m.ThreadID, m.SenderID, seq); err != nil {
-		return chat.Stored{}, fmt.Errorf("sender's read mark: %w", err)
 	}
 	return chat.Stored{Message: msg, Created: true, Members: members}, nil
 }

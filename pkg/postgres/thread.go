@@ -116,14 +116,16 @@ func (d *DB) ThreadForMember(ctx context.Context, threadID, userID string) (chat
 
 func errNoThread() error { return chat.Errorf(chat.ENotFound, "no such thread") }
 
-// The threads a user is in, with the user's unread count. Unread is the number of
-// messages after the user's read mark that others sent, which is exactly last_seq -
-// read_seq: seq has no gaps, and a sender's read mark moves to their message in the
-// transaction that stores it (createMessageTx), so no message of one's own ever lies
-// beyond one's read mark. That keeps the count O(1) per thread instead of a scan of the
-// unread messages.
+// The threads a user is in, with the user's unread count: the messages after the
+// user's read mark that others sent (api/PROTOCOL.md). Storing a message leaves its
+// sender's read mark where it is (migration 0010), so one's own messages can lie
+// beyond it and are counted out here, through the (thread_id, seq) index: the cost
+// is the unread messages themselves, none when the mark is at last_seq, which the
+// CASE checks first.
 const threadsSQL = `SELECT t.id, t.name, t.created_by, t.last_seq, t.created_at, t.last_activity_at,
-	CASE WHEN t.last_seq > tm.read_seq THEN t.last_seq - tm.read_seq ELSE 0 END
+	CASE WHEN t.last_seq > tm.read_seq THEN
+		(SELECT COUNT(*) FROM messages m WHERE m.thread_id = t.id AND m.seq > tm.read_seq AND m.sender_id <> tm.user_id)
+	ELSE 0 END
 FROM thread_members tm
 JOIN threads t ON t.id = tm.thread_id
 WHERE tm.user_id = ?`
@@ -355,10 +357,11 @@ func (d *DB) Ack(ctx context.Context, acks []chat.AckUpdate) error {
 	})
 	if d.dialect == dialectPostgres {
 		// One call of ack_members_nowait (migration 0009) per chunk, in autocommit: it
-		// applies what it can lock at once and never waits for a send that holds a row
-		// (every send moves the sender's read mark in the same rows), so a flush never
-		// queues behind sends and sends never queue behind a long flush. The few rows
-		// it skipped then go to ack_members (0006), which waits for them.
+		// applies what it can lock at once and never waits for a transaction that holds
+		// a row (a MarkRead, another host's flush; before migration 0010 every send
+		// moved its sender's read mark in these rows), so a flush never queues behind
+		// them. The few rows it skipped then go to ack_members (0006), which waits for
+		// them.
 		var busy []chat.AckUpdate
 		for chunk := range slices.Chunk(merged, cmp.Or(d.ackChunk, ackPGChunk)) {
 			skipped, err := d.ackNowait(ctx, chunk)

@@ -105,10 +105,10 @@ func TestThreadsForUser(t *testing.T) {
 				"ann": {{"t2", 1, 1}, {"t1", 2, 2}},
 				"cat": {{"t2", 1, 0}, {"t3", 0, 0}},
 			}},
-			{"ann answers in t1: that reads what came before", func(t *testing.T) {
+			{"ann answers in t1: sending is not reading", func(t *testing.T) {
 				mustSend(t, db, t1.ID, ann, "three")
 			}, want{
-				"ann": {{"t1", 3, 0}, {"t2", 1, 1}},
+				"ann": {{"t1", 3, 2}, {"t2", 1, 1}}, // bob's two, before her own, are still unread
 				"bob": {{"t1", 3, 1}, {"t3", 0, 0}},
 			}},
 			{"bob reads; marking read does not reorder", func(t *testing.T) {
