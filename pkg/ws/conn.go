@@ -166,12 +166,35 @@ func (c *Conn) waitQueueBelow(ctx context.Context, n int) bool {
 	return c.q.waitBelow(ctx, c.done, n)
 }
 
-// Close writes a close frame with code (1 s deadline) and ends the connection. Safe to
-// call from any goroutine, any number of times.
-func (c *Conn) Close(code int, reason string) {
+// Close writes a close frame with code (1 s deadline) and ends the connection,
+// dropping whatever frames are still queued. Safe to call from any goroutine, any
+// number of times; the first Close (or closeAfterQueued) decides.
+//
+// Closes that drop the queue: 1013 (the queue is the problem), 1012 (host shutdown:
+// the drain has its own schedule, and catch-up on the next host resends what the
+// client did not get), 4001 (the session ended: nothing more is owed to it), 1000 (the
+// peer went away or fell silent) and 1009 (gorilla has already written that close
+// frame, and no data frame may follow it).
+func (c *Conn) Close(code int, reason string) { c.close(code, reason, false) }
+
+// closeAfterQueued closes with code a socket whose own frames broke the rules (1008
+// too many bad frames, 1003 binary frame, 1007 invalid UTF-8): the frames already
+// queued (the error frames each bad frame is owed among them) go out first, then the
+// close frame. Nothing new is queued once it is called. The queue is bounded and the
+// writer writes it under the usual write deadline (writeWait from now, at most), so
+// a client that does not read holds the socket no longer than that, plus the close
+// frame's closeWriteWait.
+func (c *Conn) closeAfterQueued(code int, reason string) { c.close(code, reason, true) }
+
+func (c *Conn) close(code int, reason string, afterQueued bool) {
 	c.closing.Do(func() {
 		c.q.mu.Lock()
-		c.q.closeLocked()
+		flush, start := false, false
+		if afterQueued {
+			flush, start = c.q.closeAfterLocked(&finalClose{code: code, reason: reason, deadline: time.Now().Add(writeWait)})
+		} else {
+			c.q.closeLocked()
+		}
 		pinger, setup, req := c.pinger, c.setupCancel, c.reqCancel
 		c.pinger, c.setupCancel, c.reqCancel = nil, nil, nil
 		c.q.mu.Unlock()
@@ -185,16 +208,28 @@ func (c *Conn) Close(code int, reason string) {
 			}
 		}
 		c.hub.metrics.Closes.WithLabelValues(strconv.Itoa(code)).Inc()
-		// One deadline for all that is left: the writer may be blocked in a gathered
-		// write to a peer that stopped reading, holding the lock seal needs, until
-		// its own deadline (writeWait); moving the connection's deadline ends that
-		// write too, so closing takes at most closeWriteWait.
-		dl := time.Now().Add(closeWriteWait)
-		_ = c.cork.SetWriteDeadline(dl)
-		c.cork.seal() // no data frame may follow the close frame
-		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), dl)
-		_ = c.ws.Close()
+		if flush {
+			// The writer writes what is queued, then the close frame (finish).
+			if start {
+				go c.writeLoop()
+			}
+			return
+		}
+		c.finish(code, reason)
 	})
+}
+
+// finish writes the close frame and ends the connection.
+func (c *Conn) finish(code int, reason string) {
+	// One deadline for all that is left: the writer may be blocked in a gathered
+	// write to a peer that stopped reading, holding the lock seal needs, until its
+	// own deadline (writeWait); moving the connection's deadline ends that write
+	// too, so closing takes at most closeWriteWait.
+	dl := time.Now().Add(closeWriteWait)
+	_ = c.cork.SetWriteDeadline(dl)
+	c.cork.seal() // no data frame may follow the close frame
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), dl)
+	_ = c.ws.Close()
 }
 
 // closed reports whether Close has begun: a write that fails then was cut short by
@@ -273,7 +308,13 @@ func (c *Conn) writeLoop() {
 	wake := c.q.wake
 	c.q.mu.Unlock()
 	for {
-		batch = c.q.take(batch[:0])
+		var fin *finalClose
+		batch, fin = c.q.take(batch[:0])
+		if len(batch) == 0 && fin != nil {
+			// Everything queued before closeAfterQueued is written: now the close.
+			c.finish(fin.code, fin.reason)
+			return
+		}
 		if len(batch) == 0 {
 			if linger == nil {
 				linger = time.NewTimer(c.hub.linger)
@@ -289,8 +330,10 @@ func (c *Conn) writeLoop() {
 				}
 				continue
 			case <-c.done:
-				c.q.stopIfEmpty()
-				return
+				if c.q.stopIfEmpty() {
+					return
+				}
+				continue // closeAfterQueued: the close frame is owed
 			}
 		}
 		opened := false
@@ -301,7 +344,11 @@ func (c *Conn) writeLoop() {
 		}
 		// Data frames bypass gorilla's writer, so the deadline goes on the connection.
 		start := time.Now()
-		_ = c.cork.SetWriteDeadline(start.Add(writeWait))
+		dl := start.Add(writeWait)
+		if fin != nil && fin.deadline.Before(dl) {
+			dl = fin.deadline // closing: the queue is written within writeWait of the close
+		}
+		_ = c.cork.SetWriteDeadline(dl)
 		for _, f := range batch {
 			opened = opened || f == syncedOut
 			err := c.cork.writeFrame(f.wire)
@@ -315,6 +362,10 @@ func (c *Conn) writeLoop() {
 				if !errors.Is(err, websocket.ErrCloseSent) && !errors.Is(err, errSealed) && !c.closed() {
 					c.hub.metrics.SlowClosed.Inc()
 					c.Close(CloseTooSlow, "write failed")
+				}
+				if fin := c.q.owed(); fin != nil {
+					// The queue could not be written in time: close anyway.
+					c.finish(fin.code, fin.reason)
 				}
 				// The queue is closed (or closing): no writer starts again.
 				return
@@ -368,11 +419,11 @@ func (c *Conn) readLoop() {
 		}
 		_ = c.ws.SetReadDeadline(time.Now().Add(h.cfg.PongTimeout))
 		if typ == websocket.BinaryMessage {
-			c.Close(websocket.CloseUnsupportedData, "binary frames are not supported")
+			c.closeAfterQueued(websocket.CloseUnsupportedData, "binary frames are not supported")
 			return
 		}
 		if !utf8.Valid(data) {
-			c.Close(websocket.CloseInvalidFramePayloadData, "invalid UTF-8")
+			c.closeAfterQueued(websocket.CloseInvalidFramePayloadData, "invalid UTF-8")
 			return
 		}
 		f, err := DecodeFrame(data)
@@ -380,10 +431,9 @@ func (c *Conn) readLoop() {
 			h.metrics.FramesIn.WithLabelValues("invalid").Inc()
 			var fe *FrameError
 			errors.As(err, &fe)
-			if !c.badFrame() {
+			if !c.sendError(fe.Ref, fe.Code, fe.Message) {
 				return
 			}
-			c.sendError(fe.Ref, fe.Code, fe.Message)
 			continue
 		}
 		h.metrics.FramesIn.WithLabelValues(f.Type).Inc()
@@ -391,6 +441,11 @@ func (c *Conn) readLoop() {
 			ctx = c.newContext(&c.reqCancel)
 		}
 		h.handle(ctx, c, f)
+		if c.closed() {
+			// The frame was the bad one too many (sendError closed with 1008), or the
+			// socket closed meanwhile: read no further frame.
+			return
+		}
 	}
 }
 
@@ -415,7 +470,7 @@ func (c *Conn) badFrame() bool {
 	}
 	c.badAt = append(keep, now)
 	if len(c.badAt) > badFrameLimit {
-		c.Close(websocket.ClosePolicyViolation, "too many bad frames")
+		c.closeAfterQueued(websocket.ClosePolicyViolation, "too many bad frames")
 		return false
 	}
 	return true
@@ -426,8 +481,29 @@ const (
 	badFrameWindow = 10 * time.Second
 )
 
-func (c *Conn) sendError(ref, code, msg string) {
+// sendError answers with an error frame. An error that answers a bad frame (see
+// badFrameCode) counts toward the 1008 rule wherever it was found (decoding, the
+// handlers, the service): the one too many is answered by closing the socket with 1008
+// instead, and sendError returns false. Such errors are only ever answered on the
+// reader goroutine, which alone touches badAt.
+func (c *Conn) sendError(ref, code, msg string) bool {
+	if badFrameCode(code) && !c.badFrame() {
+		return false
+	}
 	c.enqueue(newFrame("error", encode(errorFrame{Type: "error", Ref: ref, Code: code, Message: msg})))
+	return true
+}
+
+// badFrameCode reports whether an error code answers a bad frame (contract §3:
+// invalid JSON, an unknown type, a missing or bad field), which counts toward the 1008
+// rule. rate_limited, not_member, unavailable answer well-formed frames; so does
+// too_large, which §8 lists with the limits (a body over 8,192 bytes), not as a bad field.
+func badFrameCode(code string) bool {
+	switch code {
+	case codeInvalidFrame, codeUnknownType, chat.EInvalid:
+		return true
+	}
+	return false
 }
 
 // deliverLive queues a live message (frame f, shared) in seq order. A message that

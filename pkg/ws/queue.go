@@ -27,6 +27,16 @@ type queue struct {
 	// room is made by the first waitBelow that has to wait (catch-up of a backlog);
 	// take signals it.
 	room chan struct{}
+	// final, set by Conn.closeAfterQueued, is the close frame the writer writes once
+	// it has written what was queued (the queue is closed to new frames meanwhile).
+	final *finalClose
+}
+
+// finalClose is a close the writer owes once the queue is written.
+type finalClose struct {
+	code     int
+	reason   string
+	deadline time.Time // no queued frame is written past it
 }
 
 // writerLinger is how long a writer waits for more frames after the queue empties
@@ -73,8 +83,13 @@ func (q *queue) push(f *outFrame) (res pushResult, start bool) {
 }
 
 // take moves every waiting frame into buf (the writer's own slice) and returns it.
-func (q *queue) take(buf []*outFrame) []*outFrame {
+//
+// fin is the close the writer owes once the queue is written (Conn.closeAfterQueued),
+// read in the same critical section: an empty take with fin set means nothing queued
+// before the close is left.
+func (q *queue) take(buf []*outFrame) (_ []*outFrame, fin *finalClose) {
 	q.mu.Lock()
+	fin = q.final
 	buf = append(buf, q.items...)
 	clear(q.items)
 	if cap(q.items) > 64 {
@@ -86,7 +101,7 @@ func (q *queue) take(buf []*outFrame) []*outFrame {
 		signal(q.room)
 	}
 	q.mu.Unlock()
-	return buf
+	return buf, fin
 }
 
 // stopIfEmpty ends the writer's turn when nothing waits; false means frames arrived
@@ -94,8 +109,8 @@ func (q *queue) take(buf []*outFrame) []*outFrame {
 func (q *queue) stopIfEmpty() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.items) > 0 && !q.closed {
-		return false
+	if (len(q.items) > 0 && !q.closed) || q.final != nil {
+		return false // the writer goes on: frames wait, or it owes the close frame
 	}
 	q.writing, q.wake = false, nil
 	return true
@@ -106,6 +121,32 @@ func (q *queue) closeLocked() {
 	q.closed = true
 	clear(q.items)
 	q.items = nil
+}
+
+// closeAfterLocked refuses every later push but keeps what waits, for the writer to
+// write before the close frame fin (flush true; start true when the caller must start
+// the writer, false when one runs: it is woken). When nothing waits and no writer
+// runs, flush is false, fin is not kept, and the caller closes at once.
+func (q *queue) closeAfterLocked(fin *finalClose) (flush, start bool) {
+	q.closed = true
+	if !q.writing && len(q.items) == 0 {
+		return false, false
+	}
+	q.final = fin
+	if !q.writing {
+		q.writing = true
+		q.wake = make(chan struct{}, 1)
+		return true, true
+	}
+	signal(q.wake)
+	return true, false
+}
+
+// owed returns the close the writer owes once the queue is written, if any.
+func (q *queue) owed() *finalClose {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.final
 }
 
 // waitBelow blocks until at most n frames wait; false when done closes or ctx ends
