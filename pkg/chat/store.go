@@ -139,6 +139,24 @@ type PresenceStore interface {
 	Ping(ctx context.Context) error
 }
 
+// SocketClaim is the outcome of claiming one of a user's socket slots (the per-user
+// socket limit of the contract's section 8), which the presence store counts across
+// hosts: it lives here so that the transports that claim and the store that counts
+// agree on it without importing each other.
+type SocketClaim int
+
+const (
+	// SocketClaimFull: the user's live sockets and claims already reach the limit;
+	// nothing was written.
+	SocketClaimFull SocketClaim = iota
+	// SocketClaimReserved: a slot is claimed for the socket.
+	SocketClaimReserved
+	// SocketClaimUnsure: only entries of hosts missing from the caller's list of live
+	// hosts could reach the limit; nothing was written. Refresh the list of hosts and
+	// ask again, counting unknown hosts as dead.
+	SocketClaimUnsure
+)
+
 // Limiter counts token buckets; in production in Redis, so limits hold cluster-wide.
 type Limiter interface {
 	// Allow takes n tokens from the bucket key (capacity burst, refilled at rate per

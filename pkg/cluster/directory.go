@@ -104,6 +104,19 @@ func (d *Directory) AliveInstance(hostID, instance string) bool {
 	return hostID == d.self || d.freshLocked(h)
 }
 
+// Live returns every host AliveInstance holds alive, this one included.
+func (d *Directory) Live() []chat.Host {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	out := make([]chat.Host, 0, len(d.hosts))
+	for id, h := range d.hosts {
+		if id == d.self || d.freshLocked(h) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
 // Host returns a host's registration.
 func (d *Directory) Host(hostID string) (chat.Host, bool) {
 	d.mu.RLock()

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,7 @@ import (
 // every live socket.
 type Registry struct {
 	store chat.PresenceStore
+	slots SocketSlots // nil when store does not claim socket slots
 	dir   *Directory
 	log   *slog.Logger
 	ops   chan regOp
@@ -33,7 +35,58 @@ const maxBatch = 512
 
 // NewRegistry returns a registry; Run must be running for Register to return.
 func NewRegistry(store chat.PresenceStore, dir *Directory, log *slog.Logger) *Registry {
-	return &Registry{store: store, dir: dir, log: log, ops: make(chan regOp, 4096)}
+	slots, _ := store.(SocketSlots)
+	return &Registry{store: store, slots: slots, dir: dir, log: log, ops: make(chan regOp, 4096)}
+}
+
+// SocketSlots claims a user's socket slots cluster-wide; *redis.Store implements it
+// (see its ReserveSocket and ReleaseSocket).
+type SocketSlots interface {
+	ReserveSocket(ctx context.Context, userID, connID string, limit int, live []chat.Host, final bool) (chat.SocketClaim, int, error)
+	ReleaseSocket(ctx context.Context, userID, connID string) error
+}
+
+// errNoSlots: the presence store cannot claim socket slots.
+var errNoSlots = errors.New("cluster: the presence store does not claim socket slots")
+
+// ReserveSocket claims one of the user's limit socket slots, cluster-wide, for the
+// socket connID about to be upgraded, in one Redis round trip (two when the user has
+// entries of hosts this view does not know: the view is reloaded first). False when
+// the user's live sockets and claims already reach limit. The claim is dropped when
+// Register writes connID's entry, or by ReleaseSocket; it expires by itself
+// otherwise. An error means nothing could be counted (Redis unreachable).
+func (r *Registry) ReserveSocket(ctx context.Context, userID, connID string, limit int) (bool, error) {
+	if r.slots == nil {
+		return false, errNoSlots
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	claim, _, err := r.slots.ReserveSocket(ctx, userID, connID, limit, r.dir.Live(), false)
+	if err == nil && claim == chat.SocketClaimUnsure {
+		// The view is up to a second old: entries of a host that joined or restarted
+		// since would not count, and the user could pass the limit.
+		if hosts, herr := r.store.Hosts(ctx); herr == nil {
+			r.dir.Update(hosts)
+		}
+		claim, _, err = r.slots.ReserveSocket(ctx, userID, connID, limit, r.dir.Live(), true)
+	}
+	if err != nil {
+		return false, err
+	}
+	return claim == chat.SocketClaimReserved, nil
+}
+
+// ReleaseSocket drops connID's claim: its upgrade failed.
+func (r *Registry) ReleaseSocket(userID, connID string) {
+	if r.slots == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := r.slots.ReleaseSocket(ctx, userID, connID); err != nil {
+		// It expires by itself (redis.SocketClaimTTL).
+		r.log.Warn("release socket slot", "conn_id", connID, "err", err)
+	}
 }
 
 // Register writes c's entry and waits until it is written (or failed).
@@ -135,30 +188,4 @@ func (r *Registry) flush(ctx context.Context, first regOp) {
 			op.done <- addErr
 		}
 	}
-}
-
-// CountLive counts the user's entries on live hosts.
-func (r *Registry) CountLive(ctx context.Context, userID string) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	m, err := r.store.Lookup(ctx, []string{userID})
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	reloaded := false
-	for _, c := range m[userID] {
-		if !r.dir.AliveInstance(c.HostID, c.Instance) && !reloaded {
-			// The view is up to a second old: the sockets of a host that joined or
-			// restarted since would not count, and the user could pass the limit.
-			reloaded = true
-			if hosts, err := r.store.Hosts(ctx); err == nil {
-				r.dir.Update(hosts)
-			}
-		}
-		if r.dir.AliveInstance(c.HostID, c.Instance) {
-			n++
-		}
-	}
-	return n, nil
 }

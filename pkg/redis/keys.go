@@ -2,7 +2,7 @@ package redis
 
 // Redis key families. Every key and the event channel start with Config.Prefix (empty
 // in production unless Redis is shared). Values are JSON or plain text, never a
-// language-specific encoding, so `redis-cli` and `chatctl` can read them. A user's two
+// language-specific encoding, so `redis-cli` and `chatctl` can read them. A user's
 // keys carry the user id as a hash tag ({...}), so they sit in one Cluster slot and the
 // script that writes both works there; no command or script touches keys of two slots.
 //
@@ -14,6 +14,11 @@ package redis
 //	                                 are removed by readers)      RemoveConnections (socket close, dead host)
 //	    conn_id -> JSON {host_id, conn_id, since, instance}. instance is the host
 //	    process that registered it: entries of an earlier instance are stale.
+//	upgrading:{<user_id>}   ZSET     SocketClaimTTL (15 s),       ReserveSocket (an upgrade, before it is answered);
+//	                                 renewed on each claim        AddConnections, RemoveConnections, ReleaseSocket
+//	    conn_id -> expiry (unix ms): socket slots claimed by upgrades whose socket has
+//	    not registered its presence entry yet, counted with the entries against the
+//	    per-user socket limit (socket_reserve.lua). Never read by deliveries.
 //	lastseen:{<user_id>}    STRING   30 days                      RemoveConnections, when the user's last entry goes
 //	    RFC 3339 UTC time the user's last connection closed.
 //	hosts                   HASH     none (PruneHosts removes     Heartbeat (every host, every second or so),
@@ -37,6 +42,7 @@ const (
 	sessionFamily     = "session:"
 	presenceFamily    = "presence:"
 	lastSeenFamily    = "lastseen:"
+	upgradingFamily   = "upgrading:"
 	hostsKeyName      = "hosts"
 	handoffFamily     = "handoff:"
 	rateLimitFamily   = "ratelimit:"
@@ -49,6 +55,10 @@ func (s *Store) sessionKey(hash string) string { return s.cfg.Prefix + sessionFa
 
 func (s *Store) presenceKey(userID string) string {
 	return s.cfg.Prefix + presenceFamily + "{" + userID + "}"
+}
+
+func (s *Store) upgradingKey(userID string) string {
+	return s.cfg.Prefix + upgradingFamily + "{" + userID + "}"
 }
 
 func (s *Store) lastSeenKey(userID string) string {

@@ -36,6 +36,15 @@ func byUser(conns []chat.Connection) ([]string, map[string][]chat.Connection) {
 	return users, m
 }
 
+// connIDs returns the conn ids of conns.
+func connIDs(conns []chat.Connection) []any {
+	out := make([]any, len(conns))
+	for i, c := range conns {
+		out[i] = c.ConnID
+	}
+	return out
+}
+
 func validConns(conns []chat.Connection) error {
 	for _, c := range conns {
 		if c.UserID == "" || c.ConnID == "" || c.HostID == "" {
@@ -48,7 +57,8 @@ func validConns(conns []chat.Connection) error {
 // AddConnections registers conns (a zero Since becomes now) and publishes a connect
 // event for each, in one pipeline per thousand commands: one round trip for a socket
 // open, a few for a host re-registering everything after Redis lost its data. Adding
-// an existing conn id overwrites it.
+// an existing conn id overwrites it. Each conn's socket-slot claim (ReserveSocket) is
+// dropped in the same pipeline.
 func (s *Store) AddConnections(ctx context.Context, conns []chat.Connection) error {
 	if len(conns) == 0 {
 		return nil
@@ -77,6 +87,9 @@ func (s *Store) AddConnections(ctx context.Context, conns []chat.Connection) err
 			}
 		}
 		pipe.HSet(ctx, s.presenceKey(u), fields...)
+		// The sockets hold their slots by their entries now: drop their claims
+		// (ReserveSocket). After the HSET, so that no count misses a socket between.
+		pipe.ZRem(ctx, s.upgradingKey(u), connIDs(cs)...)
 		if pipe.Len() >= maxPipeline {
 			if err := s.execPipeline(ctx, pipe, nil); err != nil {
 				return fmt.Errorf("add presence entries: %w", err)
@@ -127,6 +140,8 @@ func (s *Store) RemoveConnections(ctx context.Context, conns []chat.Connection) 
 				return err
 			}
 		}
+		// A socket whose registration failed may still hold its claim.
+		pipe.ZRem(ctx, s.upgradingKey(u), connIDs(cs)...)
 		e := pipedEval{script: s.scripts.presenceRemove, keys: []string{s.presenceKey(u), s.lastSeenKey(u)}, args: args}
 		e.cmd = e.script.EvalSha(ctx, pipe, e.keys, e.args...)
 		evals = append(evals, e)

@@ -71,6 +71,7 @@ type scripts struct {
 	handoffAdd     *goredis.Script
 	handoffTake    *goredis.Script
 	rateLimit      *goredis.Script
+	socketReserve  *goredis.Script
 }
 
 func loadScripts() scripts {
@@ -88,6 +89,7 @@ func loadScripts() scripts {
 		handoffAdd:     load("handoff_add.lua"),
 		handoffTake:    load("handoff_take.lua"),
 		rateLimit:      load("ratelimit.lua"),
+		socketReserve:  load("socket_reserve.lua"),
 	}
 }
 

@@ -162,6 +162,19 @@ func (c *corkConn) Close() error {
 type corkWriter struct {
 	http.ResponseWriter
 	conn *corkConn
+	// beforeError, when set, runs once before the upgrader answers an upgrade it
+	// refuses (a plain HTTP response): what the upgrade claimed is given back before
+	// the client can see the answer.
+	beforeError func()
+}
+
+// WriteHeader implements http.ResponseWriter.
+func (w *corkWriter) WriteHeader(status int) {
+	if f := w.beforeError; f != nil {
+		w.beforeError = nil
+		f()
+	}
+	w.ResponseWriter.WriteHeader(status)
 }
 
 // Hijack implements http.Hijacker.

@@ -36,7 +36,10 @@ type nopRegistry struct{}
 
 func (nopRegistry) Register(context.Context, chat.Connection) error { return nil }
 func (nopRegistry) Unregister(chat.Connection)                      {}
-func (nopRegistry) CountLive(context.Context, string) (int, error)  { return 0, nil }
+func (nopRegistry) ReserveSocket(context.Context, string, string, int) (bool, error) {
+	return true, nil
+}
+func (nopRegistry) ReleaseSocket(string, string) {}
 
 // BenchmarkFanout delivers one message to N live sockets on one host, as the hub does
 // for the members of a thread: the frame is encoded once and shared, every socket's

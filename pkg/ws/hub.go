@@ -29,8 +29,14 @@ type Registry interface {
 	Register(ctx context.Context, c chat.Connection) error
 	// Unregister removes the entry; it may be batched.
 	Unregister(c chat.Connection)
-	// CountLive counts the user's live connections cluster-wide.
-	CountLive(ctx context.Context, userID string) (int, error)
+	// ReserveSocket claims, cluster-wide and atomically with counting them, one of
+	// the user's limit socket slots for the socket connID about to be upgraded: false
+	// when the user's live sockets and claimed slots already reach limit. Register
+	// of connID drops the claim; so does ReleaseSocket (the upgrade failed), and it
+	// expires by itself. An error means nothing could be counted (Redis down).
+	ReserveSocket(ctx context.Context, userID, connID string, limit int) (bool, error)
+	// ReleaseSocket drops the claim of an upgrade that failed.
+	ReleaseSocket(userID, connID string)
 }
 
 // HubConfig configures a Hub; zero values get the contract's defaults.
@@ -54,6 +60,10 @@ const shardCount = 64
 type shard struct {
 	mu    sync.RWMutex
 	users map[string]map[string]*Conn
+	// upgrading counts, per user, the upgrades admitted here whose socket is not in
+	// users yet: with users, the host's own count of the user's sockets, which
+	// decides alone (and atomically, under mu) while Redis cannot be asked.
+	upgrading map[string]int
 }
 
 // Hub indexes this host's sockets in 64 shards keyed by an FNV hash of the user id, so
@@ -107,6 +117,7 @@ func NewHub(cfg HubConfig, svc *chat.Service, registry Registry, acks *chat.AckB
 	h := &Hub{cfg: cfg, svc: svc, registry: registry, acks: acks, metrics: m, log: log, stageWrite: m.Stage.WithLabelValues("write"), linger: writerLinger}
 	for i := range h.shards {
 		h.shards[i].users = map[string]map[string]*Conn{}
+		h.shards[i].upgrading = map[string]int{}
 	}
 	h.upgrader = websocket.Upgrader{
 		// Small read buffers and a shared write-buffer pool keep an idle socket cheap:
@@ -140,9 +151,40 @@ func (h *Hub) add(c *Conn) {
 		s.users[c.user.ID] = m
 	}
 	m[c.id] = c
+	s.releaseLocked(c.user.ID) // its slot is held by the socket from now on
 	s.mu.Unlock()
 	h.count.Add(1)
 	h.metrics.Connections.Inc()
+}
+
+// claimLocal counts an upgrade of the user's under way on this host. With check, it
+// is refused (false) when the user's sockets here and upgrades under way here already
+// reach the limit: the count and the claim are one step under the shard's lock.
+func (h *Hub) claimLocal(userID string, check bool) bool {
+	s := h.shardOf(userID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if check && len(s.users[userID])+s.upgrading[userID] >= h.cfg.SocketsPerUser {
+		return false
+	}
+	s.upgrading[userID]++
+	return true
+}
+
+// releaseLocal forgets an upgrade counted by claimLocal that failed.
+func (h *Hub) releaseLocal(userID string) {
+	s := h.shardOf(userID)
+	s.mu.Lock()
+	s.releaseLocked(userID)
+	s.mu.Unlock()
+}
+
+func (s *shard) releaseLocked(userID string) {
+	if n := s.upgrading[userID]; n > 1 {
+		s.upgrading[userID] = n - 1
+	} else {
+		delete(s.upgrading, userID)
+	}
 }
 
 func (h *Hub) remove(c *Conn) {
@@ -553,25 +595,48 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, status, code, chat.ErrorMessage(err))
 		return
 	}
-	if n, err := h.registry.CountLive(r.Context(), sess.UserID); err == nil && n >= h.cfg.SocketsPerUser {
-		httpError(w, http.StatusTooManyRequests, chat.ERateLimited, "too many open sockets for this user")
-		return
-	} else if err != nil && len(h.connsOf(sess.UserID)) >= h.cfg.SocketsPerUser {
+	// Claim a slot of the per-user socket limit before upgrading: in Redis, counted
+	// and claimed in one step across hosts, and here on this host. The socket holds
+	// its slot by its presence entry once registered (start), which drops the claims.
+	// While Redis cannot be asked, the host's own count decides.
+	id := chat.NewID()
+	reserved, err := h.registry.ReserveSocket(r.Context(), sess.UserID, id, h.cfg.SocketsPerUser)
+	if err != nil {
+		h.log.Debug("socket limit counted on this host only", "user_id", sess.UserID, "err", err)
+	}
+	if (err == nil && !reserved) || !h.claimLocal(sess.UserID, err != nil) {
+		if reserved {
+			h.registry.ReleaseSocket(sess.UserID, id)
+		}
 		httpError(w, http.StatusTooManyRequests, chat.ERateLimited, "too many open sockets for this user")
 		return
 	}
+	released := false
+	release := func() {
+		if released {
+			return
+		}
+		released = true
+		h.releaseLocal(sess.UserID)
+		if reserved {
+			h.registry.ReleaseSocket(sess.UserID, id)
+		}
+	}
 	if !h.admit() {
+		release()
 		httpError(w, http.StatusServiceUnavailable, chat.EUnavailable, "host is shutting down")
 		return
 	}
-	cw := &corkWriter{ResponseWriter: w}
+	// A refused upgrade gives its slot back before the refusal goes out.
+	cw := &corkWriter{ResponseWriter: w, beforeError: release}
 	wsConn, err := h.upgrader.Upgrade(cw, r, nil)
 	if err != nil {
+		release()
 		h.conns.Done()
 		return // the upgrader has answered
 	}
 	c := &Conn{
-		hub: h, ws: wsConn, cork: cw.conn, id: chat.NewID(), user: chat.User{ID: sess.UserID, Username: sess.Username},
+		hub: h, ws: wsConn, cork: cw.conn, id: id, user: chat.User{ID: sess.UserID, Username: sess.Username},
 		sess: sess, since: time.Now().UTC(), q: queue{max: h.cfg.SendQueue}, done: make(chan struct{}),
 		syncing: true,
 	}
