@@ -221,6 +221,10 @@ func TestLimitSocketsPerUser(t *testing.T) {
 			t.Fatalf("the 21st socket was opened on %s", h.Name)
 		}
 		hosttest.WantError(t, r, http.StatusTooManyRequests, "rate_limited")
+		// Section 2: every limit of section 8 answers 429 with Retry-After in seconds.
+		if ra, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || ra < 1 {
+			t.Errorf("the 21st upgrade's Retry-After = %q, want whole seconds", r.Header.Get("Retry-After"))
+		}
 	}
 	wantUnchanged(t, before, s.snapshot(t))
 	h1.dial(t, other) // another user is not affected

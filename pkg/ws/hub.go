@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -608,6 +609,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if reserved {
 			h.registry.ReleaseSocket(sess.UserID, id)
 		}
+		// Section 2: a limit of section 8 answers 429 with Retry-After. A slot frees
+		// only when one of the user's sockets closes, which no clock here foresees;
+		// a few seconds keeps a reconnect loop from hammering the cluster.
+		w.Header().Set("Retry-After", strconv.Itoa(socketRetryAfterSecs))
 		httpError(w, http.StatusTooManyRequests, chat.ERateLimited, "too many open sockets for this user")
 		return
 	}
@@ -777,6 +782,10 @@ func (h *Hub) push(ctx context.Context, c *Conn, threadID string, from, upTo int
 	}
 	return true
 }
+
+// socketRetryAfterSecs is the Retry-After of an upgrade refused by the per-user socket
+// limit.
+const socketRetryAfterSecs = 5
 
 func httpError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
