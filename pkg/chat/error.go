@@ -49,9 +49,11 @@ func Errorf(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// RateLimited builds the rate_limited error with its retry hint.
+// RateLimited builds the rate_limited error with its retry hint. The message's whole
+// seconds are rounded up, as the Retry-After header's are (pkg/httpapi), so the two
+// never disagree and neither invites a retry that is still too early.
 func RateLimited(retryAfter time.Duration) *Error {
-	secs := int(retryAfter.Round(time.Second) / time.Second)
+	secs := int((retryAfter + time.Second - 1) / time.Second)
 	if secs < 1 {
 		secs = 1
 	}
