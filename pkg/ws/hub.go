@@ -483,19 +483,41 @@ func (h *Hub) RepairAll(ctx context.Context) {
 	}
 }
 
-// DeliverTyping writes a typing notice to the recipients' sockets; dropped for sockets
-// whose queue is full rather than closing them.
+// DeliverTyping writes a typing notice to the recipients' sockets, answering like
+// Deliver (contract section 5): a listed conn id with no socket here is not_connected,
+// so the caller drops that presence entry. A socket whose queue is full drops the
+// notice rather than closing, and is still answered delivered: it is connected, and
+// not_connected would remove a live socket's entry.
 func (h *Hub) DeliverTyping(threadID, userID string, recipients []chat.Recipient, exceptConnID string) []chat.DeliveryResult {
 	f := newFrame("typing", EncodeTyping(threadID, userID))
 	var results []chat.DeliveryResult
 	for _, r := range recipients {
-		for _, c := range h.connsOf(r.UserID) {
-			if c.id == exceptConnID || (len(r.ConnIDs) > 0 && !contains(r.ConnIDs, c.id)) {
+		conns := h.connsOf(r.UserID)
+		if len(r.ConnIDs) == 0 {
+			for _, c := range conns {
+				if c.id != exceptConnID {
+					c.push(f)
+					results = append(results, chat.DeliveryResult{UserID: r.UserID, ConnID: c.id, Status: chat.StatusDelivered})
+				}
+			}
+			continue
+		}
+		for _, id := range r.ConnIDs {
+			var c *Conn
+			for _, x := range conns {
+				if x.id == id {
+					c = x
+					break
+				}
+			}
+			if c == nil {
+				results = append(results, chat.DeliveryResult{UserID: r.UserID, ConnID: id, Status: chat.StatusNotConnected})
 				continue
 			}
-			if c.push(f) == pushed { // a full queue drops the notice rather than the socket
-				results = append(results, chat.DeliveryResult{UserID: r.UserID, ConnID: c.id, Status: chat.StatusDelivered})
+			if c.id != exceptConnID {
+				c.push(f)
 			}
+			results = append(results, chat.DeliveryResult{UserID: r.UserID, ConnID: id, Status: chat.StatusDelivered})
 		}
 	}
 	return results
