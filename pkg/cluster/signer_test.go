@@ -95,6 +95,8 @@ func TestVerify(t *testing.T) {
 		{"signature truncated", func(in *input) { in.signature = in.signature[:62] }, false},
 		{"signature with an extra byte", func(in *input) { in.signature += "00" }, false},
 		{"signature of odd length", func(in *input) { in.signature = in.signature[:63] }, false},
+		// Section 5 says lower-case hex; hex.Decode alone takes upper case too.
+		{"signature in upper case", func(in *input) { in.signature = strings.ToUpper(in.signature) }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -189,6 +191,17 @@ func TestMiddleware(t *testing.T) {
 		})
 	}
 
+	t.Run("an unsigned body over the limit is 401, not 413", func(t *testing.T) {
+		t.Parallel()
+		big := bytes.Repeat([]byte("x"), 4<<20+1)
+		req := httptest.NewRequest("POST", "http://internal"+path, bytes.NewReader(big))
+		rec := httptest.NewRecorder()
+		signerAt(secret, now).Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})).ServeHTTP(rec, req)
+		if rec.Code != http.StatusUnauthorized {
+			t.Fatalf("status %d, want 401 bad_signature: a missing signature is told before the size", rec.Code)
+		}
+	})
+
 	t.Run("a body over the limit is refused unread by the handler", func(t *testing.T) {
 		t.Parallel()
 		big := bytes.Repeat([]byte("x"), 4<<20+1)
@@ -224,11 +237,10 @@ func FuzzVerify(f *testing.F) {
 		if !fresh && !errors.Is(err, cluster.ErrBadSignature) {
 			t.Fatalf("Verify of a stale signature: %v", err)
 		}
-		// An arbitrary signature passes only if it decodes to the right MAC.
+		// An arbitrary signature passes only if it is the right MAC in lower-case hex
+		// (the same MAC in upper case is refused, as section 5 says lower case).
 		err = s.Verify(method, p, stamp, sig, body)
-		want, _ := hex.DecodeString(good)
-		got, derr := hex.DecodeString(sig)
-		match := derr == nil && bytes.Equal(got, want) && fresh
+		match := sig == good && fresh
 		if match != (err == nil) {
 			t.Fatalf("Verify(sig %q) = %v, want match=%v", sig, err, match)
 		}
