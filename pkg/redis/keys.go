@@ -1,8 +1,8 @@
 package redis
 
 // Redis key families. Every key and the event channel start with Config.Prefix (empty
-// in production unless Redis is shared). Values are JSON or plain text, never a
-// language-specific encoding, so `redis-cli` and `chatctl` can read them. A user's
+// in production unless Redis is shared). Values are JSON (contract section 6), never
+// a language-specific encoding, so `redis-cli` and `chatctl` can read them. A user's
 // keys carry the user id as a hash tag ({...}), so they sit in one Cluster slot and the
 // script that writes both works there; no command or script touches keys of two slots.
 //
@@ -20,7 +20,7 @@ package redis
 //	    not registered its presence entry yet, counted with the entries against the
 //	    per-user socket limit (socket_reserve.lua). Never read by deliveries.
 //	lastseen:{<user_id>}    STRING   30 days                      RemoveConnections, when the user's last entry goes
-//	    RFC 3339 UTC time the user's last connection closed.
+//	    JSON string: the RFC 3339 UTC time the user's last connection closed.
 //	hosts                   HASH     none (PruneHosts removes     Heartbeat (every host, every second or so),
 //	                                 long-dead hosts)             RemoveHost (drain), PruneHosts
 //	    host_id -> JSON {host_id, internal_url, instance, started_at, last_heartbeat,

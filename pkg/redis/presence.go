@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -117,7 +118,9 @@ func (s *Store) RemoveConnections(ctx context.Context, conns []chat.Connection) 
 		return err
 	}
 	now := s.cfg.Now().UTC()
-	nowText := now.Format(time.RFC3339Nano)
+	// A JSON string, as every value in Redis is JSON (contract section 6): the time
+	// within quotes, which RFC 3339 never needs escaped.
+	nowText := `"` + now.Format(time.RFC3339Nano) + `"`
 	ttl := strconv.Itoa(int(LastSeenTTL / time.Second))
 	users, groups := byUser(conns)
 	pipe := s.rdb.Pipeline()
@@ -243,7 +246,9 @@ func (s *Store) LastSeen(ctx context.Context, userIDs []string) (map[string]time
 		} else if err != nil {
 			return nil, fmt.Errorf("read last seen of %d users: %w", len(userIDs), err)
 		}
-		t, err := time.Parse(time.RFC3339Nano, val)
+		// Written as a JSON string; values written bare before 2026-11-28 live out their
+		// 30 days, so both are read.
+		t, err := time.Parse(time.RFC3339Nano, strings.Trim(val, `"`))
 		if err != nil {
 			s.log.Debug("skip undecodable last seen", "user", u, "err", err)
 			continue

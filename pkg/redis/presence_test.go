@@ -117,6 +117,19 @@ func TestPresence(t *testing.T) {
 			if n, _ := e.Client.Exists(t.Context(), e.Prefix+"presence:{alice}").Result(); n != 0 {
 				t.Fatal("empty presence hash left behind")
 			}
+			// Contract section 6: values in Redis are JSON, this one a string.
+			raw, err := e.Client.Get(t.Context(), e.Prefix+"lastseen:{alice}").Result()
+			var at time.Time
+			if err != nil || json.Unmarshal([]byte(raw), &at) != nil || !at.Equal(now.Add(2*time.Minute)) {
+				t.Fatalf("lastseen:{alice} holds %q (%v): want the time as a JSON string", raw, err)
+			}
+			// A value written bare, before it was JSON, is still read.
+			if err := e.Client.Set(t.Context(), e.Prefix+"lastseen:{carol}", now.Format(time.RFC3339Nano), time.Hour).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if seen, err := e.Store.LastSeen(t.Context(), []string{"carol"}); err != nil || !seen["carol"].Equal(now) {
+				t.Fatalf("bare last seen read as %v, %v", seen, err)
+			}
 		}},
 		{"undecodable entries are skipped", func(t *testing.T, e env) {
 			c := conn("alice", "h1", "c1", e.Clock.Now())

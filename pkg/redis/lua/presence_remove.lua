@@ -4,7 +4,7 @@
 --
 -- KEYS[1]  presence:{<user_id>}, hash conn_id -> JSON entry
 -- KEYS[2]  lastseen:{<user_id>}, string
--- ARGV[1]  now, RFC 3339 UTC (the value written to KEYS[2])
+-- ARGV[1]  now, RFC 3339 UTC as a JSON string, quotes included (the value written to KEYS[2])
 -- ARGV[2]  ttl of KEYS[2], seconds
 -- ARGV[3..] conn ids to delete
 --
