@@ -6,6 +6,7 @@ package ws
 import (
 	"context"
 	"hash/fnv"
+	"iter"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -254,45 +255,16 @@ func (h *Hub) DeliverMessage(ctx context.Context, m *chat.Message, recipients []
 	results := make([]chat.DeliveryResult, 0, len(recipients))
 	var gaps []*Conn
 	var gapFrom []int64
-	for _, r := range recipients {
-		conns := h.connsOf(r.UserID)
-		if len(r.ConnIDs) == 0 {
-			for _, c := range conns {
-				if c.id == exceptConnID {
-					continue
-				}
-				if f == nil {
-					f = MessageFrame(m)
-				}
-				if from, ok := c.deliverLive(m, f); !ok {
-					gaps, gapFrom = append(gaps, c), append(gapFrom, from)
-				}
-				results = append(results, chat.DeliveryResult{UserID: r.UserID, ConnID: c.id, Status: chat.StatusDelivered})
+	for res, c := range h.targets(recipients, exceptConnID) {
+		if c != nil {
+			if f == nil {
+				f = MessageFrame(m)
 			}
-			continue
+			if from, ok := c.deliverLive(m, f); !ok {
+				gaps, gapFrom = append(gaps, c), append(gapFrom, from)
+			}
 		}
-		for _, id := range r.ConnIDs {
-			var c *Conn
-			for _, x := range conns {
-				if x.id == id {
-					c = x
-					break
-				}
-			}
-			if c == nil {
-				results = append(results, chat.DeliveryResult{UserID: r.UserID, ConnID: id, Status: chat.StatusNotConnected})
-				continue
-			}
-			if c.id != exceptConnID {
-				if f == nil {
-					f = MessageFrame(m)
-				}
-				if from, ok := c.deliverLive(m, f); !ok {
-					gaps, gapFrom = append(gaps, c), append(gapFrom, from)
-				}
-			}
-			results = append(results, chat.DeliveryResult{UserID: r.UserID, ConnID: id, Status: chat.StatusDelivered})
-		}
+		results = append(results, res)
 	}
 	for i, c := range gaps {
 		from := gapFrom[i]
@@ -484,43 +456,58 @@ func (h *Hub) RepairAll(ctx context.Context) {
 }
 
 // DeliverTyping writes a typing notice to the recipients' sockets, answering like
-// Deliver (contract section 5): a listed conn id with no socket here is not_connected,
-// so the caller drops that presence entry. A socket whose queue is full drops the
-// notice rather than closing, and is still answered delivered: it is connected, and
+// DeliverMessage (contract section 5). A socket whose queue is full drops the notice
+// rather than closing, and is still answered delivered: it is connected, and
 // not_connected would remove a live socket's entry.
 func (h *Hub) DeliverTyping(threadID, userID string, recipients []chat.Recipient, exceptConnID string) []chat.DeliveryResult {
 	f := newFrame("typing", EncodeTyping(threadID, userID))
 	var results []chat.DeliveryResult
-	for _, r := range recipients {
-		conns := h.connsOf(r.UserID)
-		if len(r.ConnIDs) == 0 {
-			for _, c := range conns {
-				if c.id != exceptConnID {
-					c.push(f)
-					results = append(results, chat.DeliveryResult{UserID: r.UserID, ConnID: c.id, Status: chat.StatusDelivered})
-				}
-			}
-			continue
+	for res, c := range h.targets(recipients, exceptConnID) {
+		if c != nil {
+			c.push(f)
 		}
-		for _, id := range r.ConnIDs {
-			var c *Conn
-			for _, x := range conns {
-				if x.id == id {
-					c = x
-					break
-				}
-			}
-			if c == nil {
-				results = append(results, chat.DeliveryResult{UserID: r.UserID, ConnID: id, Status: chat.StatusNotConnected})
-				continue
-			}
-			if c.id != exceptConnID {
-				c.push(f)
-			}
-			results = append(results, chat.DeliveryResult{UserID: r.UserID, ConnID: id, Status: chat.StatusDelivered})
-		}
+		results = append(results, res)
 	}
 	return results
+}
+
+// targets walks the sockets a deliver call names, with each one's answer: every
+// socket of a recipient without conn ids (but exceptConnID, which is left out), else
+// each listed conn id, not_connected when it has no socket here. The socket is nil
+// when nothing is to be written to it: not connected, or exceptConnID (the sender's
+// own socket, answered delivered because it got `sent`).
+func (h *Hub) targets(recipients []chat.Recipient, exceptConnID string) iter.Seq2[chat.DeliveryResult, *Conn] {
+	return func(yield func(chat.DeliveryResult, *Conn) bool) {
+		for _, r := range recipients {
+			conns := h.connsOf(r.UserID)
+			if len(r.ConnIDs) == 0 {
+				for _, c := range conns {
+					if c.id != exceptConnID && !yield(chat.DeliveryResult{UserID: r.UserID, ConnID: c.id, Status: chat.StatusDelivered}, c) {
+						return
+					}
+				}
+				continue
+			}
+			for _, id := range r.ConnIDs {
+				var c *Conn
+				for _, x := range conns {
+					if x.id == id {
+						c = x
+						break
+					}
+				}
+				res := chat.DeliveryResult{UserID: r.UserID, ConnID: id, Status: chat.StatusDelivered}
+				if c == nil {
+					res.Status = chat.StatusNotConnected
+				} else if c.id == exceptConnID {
+					c = nil
+				}
+				if !yield(res, c) {
+					return
+				}
+			}
+		}
+	}
 }
 
 func contains(ss []string, s string) bool {
