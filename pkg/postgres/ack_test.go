@@ -37,16 +37,7 @@ func TestAckDoesNotWaitForASend(t *testing.T) {
 	}
 	held := threads[1] // in the middle of the flush's (thread, user) order or not: it must not matter
 
-	raw, err := sql.Open("pgx", dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = raw.Close() })
-	tx, err := raw.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback() }()
+	_, tx := lockHolder(t, dbURL)
 	// The lock a MarkRead takes on ann's membership of the held thread.
 	if _, err := tx.ExecContext(ctx, `UPDATE thread_members SET read_seq = read_seq WHERE thread_id = $1 AND user_id = $2`, held.ID, ann.ID); err != nil {
 		t.Fatal(err)
@@ -103,4 +94,22 @@ func TestAckDoesNotWaitForASend(t *testing.T) {
 	if got := acked(held, ann); got != 1 {
 		t.Fatalf("the held row's ack = %d after Ack returned, want 1", got)
 	}
+}
+
+// lockHolder opens a connection of its own to dbURL and begins a transaction on it,
+// in which a test takes the row locks another writer would hold; the transaction is
+// rolled back at the end of the test unless the test commits it first.
+func lockHolder(t *testing.T, dbURL string) (*sql.DB, *sql.Tx) {
+	t.Helper()
+	raw, err := sql.Open("pgx", dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = raw.Close() })
+	tx, err := raw.BeginTx(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback() })
+	return raw, tx
 }

@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"database/sql"
 	"slices"
 	"testing"
 	"time"
@@ -41,16 +40,7 @@ func testStoreSeesWhatCommittedWhileItWaited(t *testing.T, path string) {
 	ann, bob, cat, dan := mustUser(t, db, "ann"), mustUser(t, db, "bob"), mustUser(t, db, "cat"), mustUser(t, db, "dan")
 	th := mustThread(t, db, "t", ann, bob, cat)
 
-	raw, err := sql.Open("pgx", dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = raw.Close() })
-	tx, err := raw.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback() }()
+	raw, tx := lockHolder(t, dbURL)
 	// What AddMember, RemoveMember and another host's send of bob's "dup" do, all under
 	// the thread row's lock, which the sends below then wait for.
 	for _, q := range []struct {
