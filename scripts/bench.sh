@@ -398,11 +398,20 @@ idle_percent() {
 	idle=$((b[4] - a[4] + b[5] - a[5]))
 	((total > 0)) && echo $((100 * idle / total)) || echo 100
 }
+# settle_disk: start each run with no writeback of other files queued on the disk.
+# Every `sent` waits for a WAL flush, and on the VM a flush queued behind a burst of
+# other writes took 30-100 ms. The kernel writes a dirty page back 30 s after it was
+# written (vm.dirty_expire_centisecs), so the binaries built just before fell inside
+# the first run: 87 MB written in 0.2 s, and a 102 ms fdatasync at that moment.
+settle_disk() {
+	sync
+}
 # wait_quiet: the generator shares the machine with the cluster; anything else running
 # skews the numbers. Wait up to BENCH_QUIET_WAIT seconds (default 120) for 2 s at
 # >= 85% idle, else warn and go on (each result records how busy the machine was).
 wait_quiet() {
 	local deadline=$((SECONDS + ${BENCH_QUIET_WAIT:-120})) idle
+	settle_disk
 	while :; do
 		idle=$(idle_percent 2)
 		((idle >= 85)) && return 0
