@@ -47,9 +47,14 @@ type Node struct {
 	// it, so a heartbeat either lands before the removal or never starts. Without it,
 	// one in flight as the host drained re-registered it after Leave (CI saw the drained
 	// host still registered, its last heartbeat in the drain's last millisecond).
-	beatMu    sync.Mutex
-	left      atomic.Bool
-	repairing atomic.Bool // a RepairAll runs
+	beatMu      sync.Mutex
+	left        atomic.Bool
+	repairMu    sync.Mutex
+	repairing   bool // a RepairAll runs
+	repairAgain bool // and another was asked for meanwhile
+	// alive maps every other host alive at the last refresh to its instance (Run's
+	// goroutine only; see noteLost).
+	alive map[string]string
 }
 
 // NewNode returns a Node; call Claim, then Run.
@@ -108,23 +113,39 @@ func (n *Node) beat(ctx context.Context) error {
 	if fresh && !first {
 		// Our registration was gone (Redis lost its data) or stale: until now senders
 		// found none of our sockets and recorded no hand-off for them.
-		n.repairAll(ctx)
+		n.repairAll(ctx, "presence was lost")
 	}
 	return nil
 }
 
-// repairAll runs the hub's RepairAll in the background, one at a time.
-func (n *Node) repairAll(ctx context.Context) {
-	if !n.repairing.CompareAndSwap(false, true) {
+// repairAll runs the hub's RepairAll in the background, one at a time. Asked again
+// while one runs, it runs once more afterwards: the running pass may already be past
+// the sockets that the new cause (another host's death) concerns.
+func (n *Node) repairAll(ctx context.Context, why string) {
+	n.repairMu.Lock()
+	if n.repairing {
+		n.repairAgain = true
+		n.repairMu.Unlock()
 		return
 	}
+	n.repairing = true
+	n.repairMu.Unlock()
 	go func() {
-		defer n.repairing.Store(false)
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		start := time.Now()
-		n.hub.RepairAll(ctx)
-		n.log.Info("repaired every socket after presence was lost", "took", time.Since(start))
+		for {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			start := time.Now()
+			n.hub.RepairAll(rctx)
+			cancel()
+			n.log.Info("repaired every socket", "why", why, "took", time.Since(start))
+			n.repairMu.Lock()
+			if !n.repairAgain {
+				n.repairing = false
+				n.repairMu.Unlock()
+				return
+			}
+			n.repairAgain = false
+			n.repairMu.Unlock()
+		}
 	}()
 }
 
@@ -206,14 +227,44 @@ func (n *Node) prune(ctx context.Context) {
 
 // refresh reloads the view of hosts.
 func (n *Node) refresh(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	hctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	hosts, err := n.presence.Hosts(ctx)
+	hosts, err := n.presence.Hosts(hctx)
 	if err != nil {
 		n.dir.ReadFailed()
 		return // keep the last known list
 	}
 	n.dir.Update(hosts)
+	n.noteLost(ctx)
+}
+
+// noteLost repairs every local socket when a host that was alive at the last refresh
+// has died since without leaving: its heartbeat expired, or it is registered again by
+// a new instance (a restart after a crash). A host killed between a message's commit
+// and its fan-out has answered `sent` (or committed a message its sender will resend,
+// a repeat that is not delivered again) without handing the message to the other
+// hosts or recording the hand-off, and no later event would bring it to a socket that
+// stays connected (contract section 4.1). A drained host removes its registration
+// after its deliveries are done, and is not counted.
+func (n *Node) noteLost(ctx context.Context) {
+	now := map[string]string{}
+	for _, h := range n.dir.Others() {
+		now[h.HostID] = h.Instance
+	}
+	var lost []string
+	for id, instance := range n.alive {
+		if cur, ok := now[id]; ok && cur == instance {
+			continue
+		}
+		if _, registered := n.dir.Host(id); registered {
+			lost = append(lost, id)
+		}
+	}
+	n.alive = now
+	if len(lost) > 0 {
+		n.log.Warn("hosts died; pushing what they may not have delivered to every local socket", "hosts", lost)
+		n.repairAll(ctx, "a host died")
+	}
 }
 
 // repair takes the hand-offs other hosts could not make to this one and pushes those

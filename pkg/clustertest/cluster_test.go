@@ -634,6 +634,60 @@ func TestSIGKILLWhileStreaming(t *testing.T) {
 	}
 }
 
+// TestSIGKILLSenderHostBeforeFanOut (section 4.1): a message answered `sent` reaches a
+// connected member even when the sender's host is killed with SIGKILL after the commit
+// but before its fan-out reached the member's host. The internal link to h2 is frozen
+// so that h1's call hangs (h1 would record the hand-off only at its 2 s deadline) and
+// the kill lands in that window every time. No later message comes to reveal the gap
+// and bob's socket never reconnects, so only the hosts that outlive h1 can make it
+// good, once they recognise h1 as dead (within 10 s, section 4.6).
+func TestSIGKILLSenderHostBeforeFanOut(t *testing.T) {
+	t.Parallel()
+	p := NewProxy(t, "")
+	c := StartCluster(t, 2, Options{HostEnv: map[int]map[string]string{1: {"CHAT_INTERNAL_URL": p.URL()}}})
+	h1, h2 := c.Hosts[0], c.Hosts[1]
+	p.SetTarget(h2.InternalAddr())
+	alice := NewUser(t, h1, "alice")
+	bob := NewUser(t, h2, "bob")
+	th := CreateThread(t, h1, alice, "crash", "bob")
+	a := DialSynced(t, h1, alice)
+	b := DialSynced(t, h2, bob)
+	waitAllSent(t, a, sendAll(t, a, th.ID, "pre", 1), 5*time.Second)
+	waitSeqs(t, b, th.ID, 1, 5*time.Second)
+
+	p.Freeze()
+	written := time.Now()
+	m := waitAllSent(t, a, sendAll(t, a, th.ID, "doomed", 1), 5*time.Second)[0]
+	h1.Kill(t)
+	killed := time.Now()
+	// Drop the bytes the frozen link holds: the dead host's call never arrives.
+	p.Cut()
+	p.Unfreeze()
+	p.Restore()
+	if d := killed.Sub(written); d > time.Second {
+		t.Fatalf("h1 was killed %v after the send, when it may have recorded the hand-off: the test proves nothing", d)
+	}
+	if _, ok := arrivals(b)[m.ID]; ok {
+		t.Fatalf("bob got seq %d before h1 was killed: the link was not frozen, the test proves nothing", m.Seq)
+	}
+
+	const bound = 12 * time.Second // h1 recognised dead within 10 s, then pushed at once
+	CheckFor(t, bound-time.Since(killed), 20*time.Millisecond, func() error {
+		if code, closed := b.Closed(); closed {
+			t.Fatalf("bob's socket closed (%d): it was to stay connected throughout", code)
+		}
+		if _, ok := arrivals(b)[m.ID]; !ok {
+			return fmt.Errorf("bob, connected to h2 throughout, has not got seq %d (answered sent before h1 was killed) %v after the kill",
+				m.Seq, time.Since(killed).Round(time.Millisecond))
+		}
+		return nil
+	})
+	t.Logf("bob got seq %d %v after its sender's host was killed", m.Seq, arrivals(b)[m.ID].Sub(killed).Round(time.Millisecond))
+	if err := checkSeqs(b.Messages(th.ID), 2); err != nil {
+		t.Fatalf("bob: %v", err)
+	}
+}
+
 // TestRedisRestart: Redis (a private server) stops and comes back empty. While it is
 // down, sockets stay open and sends still succeed and are delivered live, even after
 // the hosts' last known heartbeats have aged past the host TTL; once it is back every
