@@ -164,7 +164,7 @@ func TestRefreshRepairsWhenAHostDies(t *testing.T) {
 	}{
 		{"first view", []chat.Host{host("h2", "a", now), host("h3", "b", now)}, false},
 		{"both still beating", []chat.Host{host("h2", "a", now.Add(time.Second)), host("h3", "b", now.Add(time.Second))}, false},
-		{"h3 drained and left", []chat.Host{host("h2", "a", now.Add(2 * time.Second))}, false},
+		{"h3 drained and left", []chat.Host{host("h2", "a", now.Add(2*time.Second))}, false},
 		{"h2 killed: heartbeat stale", []chat.Host{host("h2", "a", now.Add(-time.Minute))}, true},
 		{"h2 still stale", []chat.Host{host("h2", "a", now.Add(-time.Minute))}, false},
 		{"h2 back as a new instance", []chat.Host{host("h2", "c", now)}, false},
