@@ -477,13 +477,21 @@ func (s *Service) Send(ctx context.Context, sess Session, req SendRequest) (Stor
 	if s.Observe != nil && err == nil {
 		s.Observe("store", time.Since(stored))
 	}
+	if err == nil && !st.Created && st.Message.ThreadID != req.ThreadID {
+		// The client_msg_id was first used in another thread, whose message this is;
+		// st.Members are the members of req's thread, who must not be sent it.
+		st.Members = nil
+	}
 	return st, unavailable(err, "database")
 }
 
 // Deliver hands a stored message to every member's live sockets except the sending
-// connection. Idempotent repeats are not delivered again: the first call did.
+// connection. An idempotent repeat is delivered again: its first send may have
+// committed and never fanned out (its host killed, or the answer lost with the
+// database link), and the repeat's `sent` promises delivery like any other. A socket
+// that has the message already drops the copy by seq, and clients dedupe by id.
 func (s *Service) Deliver(ctx context.Context, st Stored, exceptConnID string) {
-	if !st.Created {
+	if len(st.Members) == 0 {
 		return
 	}
 	s.Deliverer.DeliverMessage(ctx, st, exceptConnID)

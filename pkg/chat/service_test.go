@@ -657,17 +657,38 @@ func TestSendValidationOrder(t *testing.T) {
 	})
 }
 
-func TestDeliverSkipsRepeats(t *testing.T) {
+// TestDeliverRepeats: a repeat's first send may have committed without its fan-out (a
+// killed host, an answer lost with the database link), so the repeat is delivered
+// again; sockets drop what they have by seq. A client_msg_id first used in another
+// thread answers with that thread's message, which must not go to this thread's
+// members.
+func TestDeliverRepeats(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	m := chat.Message{ID: "m1", ThreadID: threadID, Seq: 1}
-	f.svc.Deliver(context.Background(), chat.Stored{Message: m, Created: false, Members: []string{bobUser.ID}}, "")
-	if len(f.deliv.delivered) != 0 {
-		t.Fatalf("a repeat was delivered again")
+	f.threads.CreateMessageFn = func(context.Context, chat.NewMessage) (chat.Stored, error) {
+		return chat.Stored{Message: m, Created: false, Members: []string{aliceUser.ID, bobUser.ID}}, nil
 	}
-	f.svc.Deliver(context.Background(), chat.Stored{Message: m, Created: true, Members: []string{aliceUser.ID, bobUser.ID}}, "conn")
+	st, err := f.svc.Send(context.Background(), aliceSess, chat.SendRequest{ThreadID: threadID, ClientMsgID: "c1", Body: "hello"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.svc.Deliver(context.Background(), st, "conn")
 	if len(f.deliv.delivered) != 1 || !slices.Equal(f.deliv.recipients[0], []string{aliceUser.ID, bobUser.ID}) {
-		t.Fatalf("delivered %+v to %v", f.deliv.delivered, f.deliv.recipients)
+		t.Fatalf("a repeat in its own thread: delivered %+v to %v, want m1 to alice and bob", f.deliv.delivered, f.deliv.recipients)
+	}
+
+	other := chat.Message{ID: "m0", ThreadID: "01890000-0000-7000-8000-0000000000f2", Seq: 4}
+	f.threads.CreateMessageFn = func(context.Context, chat.NewMessage) (chat.Stored, error) {
+		return chat.Stored{Message: other, Created: false, Members: []string{aliceUser.ID, bobUser.ID}}, nil
+	}
+	st, err = f.svc.Send(context.Background(), aliceSess, chat.SendRequest{ThreadID: threadID, ClientMsgID: "c1", Body: "hello"})
+	if err != nil || st.Message.ID != other.ID {
+		t.Fatalf("repeat of another thread's id answered %+v, %v; want its first message", st.Message, err)
+	}
+	f.svc.Deliver(context.Background(), st, "conn")
+	if len(f.deliv.delivered) != 1 {
+		t.Fatalf("another thread's message went to this thread's members: %+v to %v", f.deliv.delivered[1:], f.deliv.recipients[1:])
 	}
 }
 

@@ -690,6 +690,65 @@ func TestSIGKILLSenderHostBeforeFanOut(t *testing.T) {
 	}
 }
 
+// TestResendAfterSenderHostDied (sections 4.1 and 4.6): the sender's host is killed
+// after the message committed but before its fan-out reached the member's host, and
+// the sender, back through another host, sends it again with the same client_msg_id
+// (its client had no answer it could trust). The repeat is answered `sent` with the
+// stored message, and that `sent` binds like any other: the member, connected
+// throughout, must have the message within 1 s of it, not only once the dead host is
+// recognised (the repair TestSIGKILLSenderHostBeforeFanOut waits for, 6-7 s later).
+func TestResendAfterSenderHostDied(t *testing.T) {
+	t.Parallel()
+	p := NewProxy(t, "")
+	c := StartCluster(t, 3, Options{HostEnv: map[int]map[string]string{1: {"CHAT_INTERNAL_URL": p.URL()}}})
+	h1, h2, h3 := c.Hosts[0], c.Hosts[1], c.Hosts[2]
+	p.SetTarget(h2.InternalAddr())
+	alice := NewUser(t, h1, "alice")
+	bob := NewUser(t, h2, "bob")
+	th := CreateThread(t, h1, alice, "resend", "bob")
+	a := DialSynced(t, h1, alice)
+	b := DialSynced(t, h2, bob)
+	waitAllSent(t, a, sendAll(t, a, th.ID, "pre", 1), 5*time.Second)
+	waitSeqs(t, b, th.ID, 1, 5*time.Second)
+
+	p.Freeze()
+	ids := sendAll(t, a, th.ID, "doomed", 1)
+	m := waitAllSent(t, a, ids, 5*time.Second)[0]
+	h1.Kill(t)
+	killed := time.Now()
+	p.Cut() // the dead host's call never arrives
+	p.Unfreeze()
+	p.Restore()
+
+	a3 := DialSynced(t, h3, alice)
+	if err := a3.Send(th.ID, ids[0], "doomed body 0"); err != nil {
+		t.Fatal(err)
+	}
+	again := waitAllSent(t, a3, ids, 5*time.Second)[0]
+	if again.ID != m.ID || again.Seq != m.Seq {
+		t.Fatalf("the resend was answered with %s seq %d, want the stored %s seq %d", again.ID, again.Seq, m.ID, m.Seq)
+	}
+	sentAt := sentArrivals(a3)[m.ID]
+	if d := sentAt.Sub(killed); d > 3*time.Second {
+		t.Fatalf("the resend was answered %v after the kill, when the other hosts may already have repaired their sockets: the test proves nothing", d)
+	}
+	if at, ok := arrivals(b)[m.ID]; ok && at.Before(sentAt) {
+		t.Fatalf("bob got seq %d before the resend was answered: the fan-out was not stopped, the test proves nothing", m.Seq)
+	}
+	CheckFor(t, liveBound-time.Since(sentAt), 10*time.Millisecond, func() error {
+		if _, ok := arrivals(b)[m.ID]; !ok {
+			return fmt.Errorf("bob, connected throughout, has not got seq %d %v after its resend was answered sent",
+				m.Seq, time.Since(sentAt).Round(time.Millisecond))
+		}
+		return nil
+	})
+	t.Logf("bob got seq %d %v after the resend's sent (%v after the kill)", m.Seq,
+		arrivals(b)[m.ID].Sub(sentAt).Round(time.Millisecond), arrivals(b)[m.ID].Sub(killed).Round(time.Millisecond))
+	if err := checkSeqs(b.Messages(th.ID), 2); err != nil {
+		t.Fatalf("bob: %v", err)
+	}
+}
+
 // TestRedisRestart: Redis (a private server) stops and comes back empty. While it is
 // down, sockets stay open and sends still succeed and are delivered live, even after
 // the hosts' last known heartbeats have aged past the host TTL; once it is back every
