@@ -104,6 +104,9 @@ func TestSocketLimitOnThisHostWhileRedisIsDown(t *testing.T) {
 	if len(open) != 20 || refused != tries-20 {
 		t.Fatalf("%d concurrent upgrades opened %d sockets and were refused %d times, want 20 and %d", tries, len(open), refused, tries-20)
 	}
+	// A dial returns once the upgrade is answered, before the hub counts the socket:
+	// wait for all 20, or 19 could be read before the close below is seen at all.
+	eventually(t, 5*time.Second, "every open socket should be counted", func() bool { return hub.Count() == 20 })
 	_ = open[0].Close()
 	open = open[1:]
 	eventually(t, 5*time.Second, "the closed socket should free its slot", func() bool { return hub.Count() == 19 })
