@@ -485,6 +485,13 @@ func (s *Service) Send(ctx context.Context, sess Session, req SendRequest) (Stor
 	return st, unavailable(err, "database")
 }
 
+// StoreContext bounds a store call made for a client's frame by StoreTimeout, so that
+// a database that answers nothing turns into `unavailable` rather than a socket whose
+// later frames all wait behind the call.
+func (s *Service) StoreContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.cfg.StoreTimeout)
+}
+
 // Deliver hands a stored message to every member's live sockets except the sending
 // connection. An idempotent repeat is delivered again: its first send may have
 // committed and never fanned out (its host killed, or the answer lost with the

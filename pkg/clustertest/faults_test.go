@@ -126,6 +126,23 @@ func TestFaultRedisUnreachable(t *testing.T) {
 func TestFaultPostgresUnreachable(t *testing.T) {
 	// Not parallel: its recovery bounds are timings, which other clusters' CPU on
 	// two cores would stretch.
+	testPostgresOutage(t, "postgres-unreachable", cutFor)
+}
+
+// TestFaultPostgresSilent is TestFaultPostgresUnreachable with a link that goes silent
+// instead of breaking: nothing is answered, nothing is reset (a partition, a dead
+// router), so no error ever comes from the driver. The hosts' own deadlines must
+// answer every send within 5 s all the same, new connections included, which hang
+// too. When it ends, the connections it held are reset, as a partition's usually are
+// by then.
+func TestFaultPostgresSilent(t *testing.T) {
+	// Not parallel, as above.
+	testPostgresOutage(t, "postgres-silent", freezeFor)
+}
+
+// testPostgresOutage runs the PostgreSQL outage cases: fault takes the link down for
+// the given time and returns when it began and ended.
+func testPostgresOutage(t *testing.T, name string, fault func(*Proxy, time.Duration) (time.Time, time.Time)) {
 	p := NewProxy(t, "")
 	c := StartCluster(t, 3, Options{Setup: func(_ int, env map[string]string) {
 		u, err := url.Parse(env["CHAT_DATABASE_URL"])
@@ -140,7 +157,7 @@ func TestFaultPostgresUnreachable(t *testing.T) {
 	f.run()
 	waitStreaming(t, f, 40)
 
-	start, end := cutFor(p, outage)
+	start, end := fault(p, outage)
 	// The first send written after the return that is answered sent.
 	var back time.Duration
 	CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
@@ -171,7 +188,7 @@ func TestFaultPostgresUnreachable(t *testing.T) {
 			slowest = max(slowest, it.answeredAt.Sub(it.writtenAt))
 		}
 	}
-	r := f.finish(t, "postgres-unreachable", start, end, 10*time.Second)
+	r := f.finish(t, name, start, end, 10*time.Second)
 	t.Logf("sends succeed again %v after the database's return; slowest unavailable answer %v", back.Round(time.Millisecond), slowest.Round(time.Millisecond))
 	if back > 2*time.Second {
 		t.Errorf("sends succeeded again only %v after the database's return (want within 2 s)", back)
@@ -628,6 +645,19 @@ func TestFaultRedisEmptyBeforeReregistration(t *testing.T) {
 	t.Logf("bob got seq %d %v after its sent (Redis restarted %v before)", m.Seq, got.Round(time.Millisecond), sent.Sub(restarted).Round(time.Millisecond))
 	logFault(t, faultResult{name: "redis-empty-before-reregistration", sentDuring: 1, dups: wireDups(b), recovery: got,
 		note: "(recovery: from sent until the connected receiver had it)"})
+}
+
+// freezeFor freezes p for d (no byte passes, nothing is closed), then resets the
+// connections it held and lets new ones through; it returns when the fault began and
+// ended.
+func freezeFor(p *Proxy, d time.Duration) (start, end time.Time) {
+	start = time.Now()
+	p.Freeze()
+	<-time.After(d)
+	p.Cut() // the held bytes are dropped, not delivered late
+	p.Unfreeze()
+	p.Restore()
+	return start, time.Now()
 }
 
 // cutFor cuts p for d and returns when the fault began and ended. The start is taken

@@ -38,10 +38,20 @@ func (d *DB) CreateMessage(ctx context.Context, m chat.NewMessage) (chat.Stored,
 	if !chat.ValidID(m.ThreadID) || !chat.ValidID(m.SenderID) {
 		return chat.Stored{}, errNotMember()
 	}
-	if d.committer != nil {
-		return d.committer.submit(ctx, m)
+	if err := d.failFast(); err != nil {
+		return chat.Stored{}, err
 	}
-	return d.createMessage(ctx, m)
+	var (
+		st  chat.Stored
+		err error
+	)
+	if d.committer != nil {
+		st, err = d.committer.submit(ctx, m)
+	} else {
+		st, err = d.createMessage(ctx, m)
+	}
+	d.noteTimeout(err)
+	return st, err
 }
 
 // createMessage stores one message in its own transaction.

@@ -30,6 +30,7 @@ import (
 	"gorm.io/gorm/logger"
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
+	"github.com/switchboard-chat/switchboard/pkg/internal/outage"
 	"github.com/switchboard-chat/switchboard/pkg/internal/rawio"
 )
 
@@ -106,6 +107,52 @@ type DB struct {
 	committer *committer
 	// ackChunk, when set, replaces ackPGChunk: tests make one flush span several calls.
 	ackChunk int
+	// down is set when a call of the socket path ran out of its caller's time (see
+	// failFast).
+	down outage.State
+}
+
+// errDatabaseDown answers the socket path's calls while the database is down for it.
+var errDatabaseDown = errors.New("postgres: a recent call got no answer in time; not asking again until a probe gets one")
+
+// downProbeEvery is how often, while the database is down for the socket path, a probe
+// checks whether it answers again; each probe waits at most this long.
+const downProbeEvery = time.Second
+
+// failFast returns errDatabaseDown while the database is down for the socket path.
+//
+// A database that answers nothing (a silent partition or a dead router, rather than a
+// refused or reset connection) costs each call its caller's whole timeout, and a
+// socket handles its frames one after another: a few pipelined sends behind one that
+// waits were answered unavailable 8 s and more after they were written, where the
+// contract gives 5, and an ack waiting on a membership held up every send behind it
+// until the link came back. So the first call that runs out of time (noteTimeout)
+// marks the database down, the calls of the socket path (CreateMessage, Membership,
+// MemberIDs) fail at once while it is, and a probe at most once per downProbeEvery,
+// off those paths, finds it back.
+func (d *DB) failFast() error {
+	if !d.down.Down() {
+		return nil
+	}
+	if d.down.ProbeDue(downProbeEvery) {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), downProbeEvery)
+			defer cancel()
+			if d.Ping(ctx) == nil && d.down.Recover() {
+				d.log.Info("database answers again: the socket path asks it again")
+			}
+		}()
+	}
+	return errDatabaseDown
+}
+
+// noteTimeout marks the database down for the socket path when err is a call that
+// ran out of its caller's time (see failFast).
+func (d *DB) noteTimeout(err error) {
+	if err != nil && errors.Is(err, context.DeadlineExceeded) && d.down.Fail() {
+		d.log.Warn("database did not answer in time: the socket path fails at once until a probe gets an answer",
+			"err", err)
+	}
 }
 
 var (

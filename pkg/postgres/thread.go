@@ -212,9 +212,13 @@ func (d *DB) MemberIDs(ctx context.Context, threadID string) ([]string, error) {
 	if !chat.ValidID(threadID) {
 		return nil, errNoThread()
 	}
+	if err := d.failFast(); err != nil {
+		return nil, err
+	}
 	db := d.gdb.WithContext(ctx)
 	ids, err := queryStrings(db, `SELECT user_id FROM thread_members WHERE thread_id = ? ORDER BY joined_at`, threadID)
 	if err != nil {
+		d.noteTimeout(err)
 		return nil, fmt.Errorf("members of thread %s: %w", threadID, err)
 	}
 	if len(ids) > 0 {
@@ -478,12 +482,16 @@ func (d *DB) Membership(ctx context.Context, threadID, userID string) (chat.Memb
 	if !chat.ValidID(threadID) || !chat.ValidID(userID) {
 		return chat.Membership{}, errNoThread()
 	}
+	if err := d.failFast(); err != nil {
+		return chat.Membership{}, err
+	}
 	var m chat.Membership
 	err := scanRow(d.gdb.WithContext(ctx), membershipSQL+` AND tm.thread_id = ?`, []any{userID, threadID},
 		&m.ThreadID, &m.ThreadName, &m.AckedSeq, &m.ReadSeq, &m.LastSeq)
 	if errors.Is(err, sql.ErrNoRows) {
 		return chat.Membership{}, errNoThread()
 	} else if err != nil {
+		d.noteTimeout(err)
 		return chat.Membership{}, fmt.Errorf("membership in thread %s: %w", threadID, err)
 	}
 	return m, nil

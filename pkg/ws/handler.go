@@ -56,7 +56,9 @@ func (h *Hub) handleAck(ctx context.Context, c *Conn, f *InFrame) {
 		c.sendError("", chat.ENotMember, "you are not a member of that thread")
 		return
 	}
-	m, err := h.svc.Store.Membership(ctx, f.ThreadID, c.user.ID)
+	sctx, cancel := h.svc.StoreContext(ctx)
+	m, err := h.svc.Store.Membership(sctx, f.ThreadID, c.user.ID)
+	cancel()
 	switch {
 	case chat.ErrorCode(err) == chat.ENotFound:
 		c.sendError("", chat.ENotMember, "you are not a member of that thread")
@@ -103,7 +105,9 @@ func (h *Hub) handleTyping(ctx context.Context, c *Conn, f *InFrame) {
 		c.sendError("", chat.ENotMember, "you are not a member of that thread")
 		return
 	}
-	members, err := h.svc.Store.MemberIDs(ctx, f.ThreadID)
+	sctx, cancel := h.svc.StoreContext(ctx)
+	members, err := h.svc.Store.MemberIDs(sctx, f.ThreadID)
+	cancel()
 	if err != nil || !contains(members, c.user.ID) {
 		c.sendError("", chat.ENotMember, "you are not a member of that thread")
 		return

@@ -266,17 +266,24 @@ func (h *Hub) DeliverMessage(ctx context.Context, m *chat.Message, recipients []
 		}
 		results = append(results, res)
 	}
+	if len(gaps) == 0 {
+		return results
+	}
+	// Bounded like Run's fills: this runs on the sender's reader or a deliver call,
+	// which must not wait on a database that answers nothing.
+	gctx, cancel := context.WithTimeout(ctx, gapFillTimeout)
+	defer cancel()
 	for i, c := range gaps {
 		from := gapFrom[i]
 		if from == startUnknown {
 			// Where the member starts: its acked seq (0 in a new thread, the last seq
 			// when it joined an old one), but never past this message.
 			from = m.Seq - 1
-			if ms, err := h.svc.Store.Membership(ctx, m.ThreadID, c.user.ID); err == nil && ms.AckedSeq < from {
+			if ms, err := h.svc.Store.Membership(gctx, m.ThreadID, c.user.ID); err == nil && ms.AckedSeq < from {
 				from = ms.AckedSeq
 			}
 		}
-		h.fill(ctx, c, m.ThreadID, from, m.Seq)
+		h.fill(gctx, c, m.ThreadID, from, m.Seq)
 	}
 	return results
 }
@@ -295,6 +302,10 @@ func (h *Hub) noteHeld(c *Conn) {
 // gap is filled from the store: long enough for the earlier one, a few hundred
 // microseconds behind on another goroutine or host, to arrive on its own.
 const gapWait = 20 * time.Millisecond
+
+// gapFillTimeout bounds the store reads that fill a gap; what is not filled by then is
+// held for the next try (Run) or left to the member's next catch-up.
+const gapFillTimeout = 2 * time.Second
 
 // Run fills the gaps that did not close by themselves, until ctx ends.
 func (h *Hub) Run(ctx context.Context) {
@@ -334,7 +345,7 @@ func (h *Hub) Run(ctx context.Context) {
 			for _, w := range ws {
 				from = min(from, w.last)
 			}
-			fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			fctx, cancel := context.WithTimeout(ctx, gapFillTimeout)
 			msgs := h.fetchRange(fctx, threadID, from, upTos[threadID])
 			cancel()
 			for _, w := range ws {
