@@ -50,8 +50,8 @@ type Node struct {
 	beatMu      sync.Mutex
 	left        atomic.Bool
 	repairMu    sync.Mutex
-	repairing   bool // a RepairAll runs
-	repairAgain bool // and another was asked for meanwhile
+	repairing   bool   // a RepairAll runs
+	repairAgain string // why another was asked for meanwhile ("": none was)
 	// alive maps every other host alive at the last refresh to its instance (Run's
 	// goroutine only; see noteLost).
 	alive map[string]string
@@ -124,7 +124,7 @@ func (n *Node) beat(ctx context.Context) error {
 func (n *Node) repairAll(ctx context.Context, why string) {
 	n.repairMu.Lock()
 	if n.repairing {
-		n.repairAgain = true
+		n.repairAgain = why
 		n.repairMu.Unlock()
 		return
 	}
@@ -138,13 +138,15 @@ func (n *Node) repairAll(ctx context.Context, why string) {
 			cancel()
 			n.log.Info("repaired every socket", "why", why, "took", time.Since(start))
 			n.repairMu.Lock()
-			if !n.repairAgain {
+			why = n.repairAgain
+			n.repairAgain = ""
+			if why == "" {
 				n.repairing = false
-				n.repairMu.Unlock()
+			}
+			n.repairMu.Unlock()
+			if why == "" {
 				return
 			}
-			n.repairAgain = false
-			n.repairMu.Unlock()
 		}
 	}()
 }
@@ -241,11 +243,11 @@ func (n *Node) refresh(ctx context.Context) {
 // noteLost repairs every local socket when a host that was alive at the last refresh
 // has died since without leaving: its heartbeat expired, or it is registered again by
 // a new instance (a restart after a crash). A host killed between a message's commit
-// and its fan-out has answered `sent` (or committed a message its sender will resend,
-// a repeat that is not delivered again) without handing the message to the other
-// hosts or recording the hand-off, and no later event would bring it to a socket that
-// stays connected (contract section 4.1). A drained host removes its registration
-// after its deliveries are done, and is not counted.
+// and its fan-out has answered `sent` (or lost the answer, and the sender may never
+// resend) without handing the message to the other hosts or recording the hand-off,
+// and no later event would bring it to a socket that stays connected (contract section
+// 4.1). A drained host removes its registration after its deliveries are done, and is
+// not counted.
 func (n *Node) noteLost(ctx context.Context) {
 	now := map[string]string{}
 	for _, h := range n.dir.Others() {
