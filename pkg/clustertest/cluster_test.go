@@ -634,33 +634,53 @@ func TestSIGKILLWhileStreaming(t *testing.T) {
 	}
 }
 
-// TestSIGKILLSenderHostBeforeFanOut (section 4.1): a message answered `sent` reaches a
-// connected member even when the sender's host is killed with SIGKILL after the commit
-// but before its fan-out reached the member's host. The internal link to h2 is frozen
-// so that h1's call hangs (h1 would record the hand-off only at its 2 s deadline) and
-// the kill lands in that window every time. No later message comes to reveal the gap
-// and bob's socket never reconnects, so only the hosts that outlive h1 can make it
-// good, once they recognise h1 as dead (within 10 s, section 4.6).
-func TestSIGKILLSenderHostBeforeFanOut(t *testing.T) {
-	t.Parallel()
+// killedSend is the state of the tests of a sender's host killed after a message
+// committed but before its fan-out reached the member's host (see killSenderBeforeFanOut).
+type killedSend struct {
+	c               *Cluster
+	alice           *User
+	b               *Client // bob's socket, on h2 throughout
+	th              chat.Thread
+	id              string       // the client_msg_id of the message
+	m               chat.Message // as its `sent` answered it
+	written, killed time.Time
+}
+
+// killSenderBeforeFanOut starts hosts hosts (h1's internal URL goes through a proxy to
+// h2), has alice on h1 send one message after a first that bob on h2 got, with the
+// link to h2 frozen so that h1's call hangs (h1 would record the hand-off only at its
+// 2 s deadline), kills h1 with SIGKILL once alice has her `sent`, and drops the bytes
+// the link held: the dead host's call never arrives.
+func killSenderBeforeFanOut(t *testing.T, hosts int, thread string) killedSend {
+	t.Helper()
 	p := NewProxy(t, "")
-	c := StartCluster(t, 2, Options{HostEnv: map[int]map[string]string{1: {"CHAT_INTERNAL_URL": p.URL()}}})
+	c := StartCluster(t, hosts, Options{HostEnv: map[int]map[string]string{1: {"CHAT_INTERNAL_URL": p.URL()}}})
 	h1, h2 := c.Hosts[0], c.Hosts[1]
 	p.SetTarget(h2.InternalAddr())
 	alice := NewUser(t, h1, "alice")
 	bob := NewUser(t, h2, "bob")
-	th := CreateThread(t, h1, alice, "crash", "bob")
+	th := CreateThread(t, h1, alice, thread, "bob")
 	a := DialSynced(t, h1, alice)
 	b := DialSynced(t, h2, bob)
 	waitAllSent(t, a, sendAll(t, a, th.ID, "pre", 1), 5*time.Second)
 	waitSeqs(t, b, th.ID, 1, 5*time.Second)
+	// Bob may read seq 1 before h2's answer to the deliver call reaches h1: wait for
+	// the answer to get through (the link's last bytes went back, not forth), or the
+	// freeze would hold it, and h1's wait for it (up to its 2 s deadline) would delay
+	// alice's next send and so the kill.
+	CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if !p.LastReturned().After(p.LastForwarded()) {
+			return fmt.Errorf("h2's answer to the deliver call of seq 1 has not reached h1")
+		}
+		return nil
+	})
 
 	p.Freeze()
 	written := time.Now()
-	m := waitAllSent(t, a, sendAll(t, a, th.ID, "doomed", 1), 5*time.Second)[0]
+	ids := sendAll(t, a, th.ID, "doomed", 1)
+	m := waitAllSent(t, a, ids, 5*time.Second)[0]
 	h1.Kill(t)
 	killed := time.Now()
-	// Drop the bytes the frozen link holds: the dead host's call never arrives.
 	p.Cut()
 	p.Unfreeze()
 	p.Restore()
@@ -670,79 +690,68 @@ func TestSIGKILLSenderHostBeforeFanOut(t *testing.T) {
 	if _, ok := arrivals(b)[m.ID]; ok {
 		t.Fatalf("bob got seq %d before h1 was killed: the link was not frozen, the test proves nothing", m.Seq)
 	}
+	return killedSend{c: c, alice: alice, b: b, th: th, id: ids[0], m: m, written: written, killed: killed}
+}
 
+// TestSIGKILLSenderHostBeforeFanOut (section 4.1): a message answered `sent` reaches a
+// connected member even when the sender's host is killed with SIGKILL after the commit
+// but before its fan-out reached the member's host. No later message comes to reveal
+// the gap and bob's socket never reconnects, so only the hosts that outlive h1 can
+// make it good, once they recognise h1 as dead (within 10 s, section 4.6).
+func TestSIGKILLSenderHostBeforeFanOut(t *testing.T) {
+	t.Parallel()
+	k := killSenderBeforeFanOut(t, 2, "crash")
 	const bound = 12 * time.Second // h1 recognised dead within 10 s, then pushed at once
-	CheckFor(t, bound-time.Since(killed), 20*time.Millisecond, func() error {
-		if code, closed := b.Closed(); closed {
+	CheckFor(t, bound-time.Since(k.killed), 20*time.Millisecond, func() error {
+		if code, closed := k.b.Closed(); closed {
 			t.Fatalf("bob's socket closed (%d): it was to stay connected throughout", code)
 		}
-		if _, ok := arrivals(b)[m.ID]; !ok {
+		if _, ok := arrivals(k.b)[k.m.ID]; !ok {
 			return fmt.Errorf("bob, connected to h2 throughout, has not got seq %d (answered sent before h1 was killed) %v after the kill",
-				m.Seq, time.Since(killed).Round(time.Millisecond))
+				k.m.Seq, time.Since(k.killed).Round(time.Millisecond))
 		}
 		return nil
 	})
-	t.Logf("bob got seq %d %v after its sender's host was killed", m.Seq, arrivals(b)[m.ID].Sub(killed).Round(time.Millisecond))
-	if err := checkSeqs(b.Messages(th.ID), 2); err != nil {
+	t.Logf("bob got seq %d %v after its sender's host was killed", k.m.Seq, arrivals(k.b)[k.m.ID].Sub(k.killed).Round(time.Millisecond))
+	if err := checkSeqs(k.b.Messages(k.th.ID), 2); err != nil {
 		t.Fatalf("bob: %v", err)
 	}
 }
 
-// TestResendAfterSenderHostDied (sections 4.1 and 4.6): the sender's host is killed
-// after the message committed but before its fan-out reached the member's host, and
-// the sender, back through another host, sends it again with the same client_msg_id
-// (its client had no answer it could trust). The repeat is answered `sent` with the
-// stored message, and that `sent` binds like any other: the member, connected
-// throughout, must have the message within 1 s of it, not only once the dead host is
-// recognised (the repair TestSIGKILLSenderHostBeforeFanOut waits for, 6-7 s later).
+// TestResendAfterSenderHostDied (sections 4.1 and 4.6): as above, but the sender, back
+// through h3, sends the message again with the same client_msg_id (its client had no
+// answer it could trust). The repeat is answered `sent` with the stored message, and
+// that `sent` binds like any other: bob must have the message within 1 s of it, not
+// only once the dead host is recognised (the repair above, 6-7 s later).
 func TestResendAfterSenderHostDied(t *testing.T) {
 	t.Parallel()
-	p := NewProxy(t, "")
-	c := StartCluster(t, 3, Options{HostEnv: map[int]map[string]string{1: {"CHAT_INTERNAL_URL": p.URL()}}})
-	h1, h2, h3 := c.Hosts[0], c.Hosts[1], c.Hosts[2]
-	p.SetTarget(h2.InternalAddr())
-	alice := NewUser(t, h1, "alice")
-	bob := NewUser(t, h2, "bob")
-	th := CreateThread(t, h1, alice, "resend", "bob")
-	a := DialSynced(t, h1, alice)
-	b := DialSynced(t, h2, bob)
-	waitAllSent(t, a, sendAll(t, a, th.ID, "pre", 1), 5*time.Second)
-	waitSeqs(t, b, th.ID, 1, 5*time.Second)
-
-	p.Freeze()
-	ids := sendAll(t, a, th.ID, "doomed", 1)
-	m := waitAllSent(t, a, ids, 5*time.Second)[0]
-	h1.Kill(t)
-	killed := time.Now()
-	p.Cut() // the dead host's call never arrives
-	p.Unfreeze()
-	p.Restore()
-
-	a3 := DialSynced(t, h3, alice)
-	if err := a3.Send(th.ID, ids[0], "doomed body 0"); err != nil {
+	k := killSenderBeforeFanOut(t, 3, "resend")
+	a3 := DialSynced(t, k.c.Hosts[2], k.alice)
+	if err := a3.Send(k.th.ID, k.id, "doomed body 0"); err != nil {
 		t.Fatal(err)
 	}
-	again := waitAllSent(t, a3, ids, 5*time.Second)[0]
-	if again.ID != m.ID || again.Seq != m.Seq {
-		t.Fatalf("the resend was answered with %s seq %d, want the stored %s seq %d", again.ID, again.Seq, m.ID, m.Seq)
+	again := waitAllSent(t, a3, []string{k.id}, 5*time.Second)[0]
+	if again.ID != k.m.ID || again.Seq != k.m.Seq {
+		t.Fatalf("the resend was answered with %s seq %d, want the stored %s seq %d", again.ID, again.Seq, k.m.ID, k.m.Seq)
 	}
-	sentAt := sentArrivals(a3)[m.ID]
-	if d := sentAt.Sub(killed); d > 3*time.Second {
+	sentAt := sentArrivals(a3)[k.m.ID]
+	if d := sentAt.Sub(k.killed); d > 3*time.Second {
 		t.Fatalf("the resend was answered %v after the kill, when the other hosts may already have repaired their sockets: the test proves nothing", d)
 	}
-	if at, ok := arrivals(b)[m.ID]; ok && at.Before(sentAt) {
-		t.Fatalf("bob got seq %d before the resend was answered: the fan-out was not stopped, the test proves nothing", m.Seq)
+	if at, ok := arrivals(k.b)[k.m.ID]; ok && at.Before(sentAt) {
+		t.Fatalf("bob got seq %d before the resend was answered: the test proves nothing", k.m.Seq)
 	}
 	CheckFor(t, liveBound-time.Since(sentAt), 10*time.Millisecond, func() error {
-		if _, ok := arrivals(b)[m.ID]; !ok {
+		if _, ok := arrivals(k.b)[k.m.ID]; !ok {
 			return fmt.Errorf("bob, connected throughout, has not got seq %d %v after its resend was answered sent",
-				m.Seq, time.Since(sentAt).Round(time.Millisecond))
+				k.m.Seq, time.Since(sentAt).Round(time.Millisecond))
 		}
 		return nil
 	})
-	t.Logf("bob got seq %d %v after the resend's sent (%v after the kill)", m.Seq,
-		arrivals(b)[m.ID].Sub(sentAt).Round(time.Millisecond), arrivals(b)[m.ID].Sub(killed).Round(time.Millisecond))
-	if err := checkSeqs(b.Messages(th.ID), 2); err != nil {
+	got := arrivals(k.b)[k.m.ID]
+	t.Logf("bob got seq %d %v after the resend's sent (%v after the kill)", k.m.Seq,
+		got.Sub(sentAt).Round(time.Millisecond), got.Sub(k.killed).Round(time.Millisecond))
+	if err := checkSeqs(k.b.Messages(k.th.ID), 2); err != nil {
 		t.Fatalf("bob: %v", err)
 	}
 }

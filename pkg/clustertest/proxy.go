@@ -19,18 +19,27 @@ type Proxy struct {
 	mu     sync.Mutex
 	target string
 	cut    bool
-	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
+	// cuts counts Cut calls: a connection accepted before a Cut but still dialing its
+	// target when the Cut came is closed when it would start, or the bytes its client
+	// wrote before the Cut would go through after Restore.
+	cuts  int
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
 	// thaw is non-nil while frozen: closed by Unfreeze.
 	thaw   chan struct{}
 	closed chan struct{} // closed by Close
-	// lastUp is when bytes from a client last reached the target (unix nanos).
-	lastUp atomic.Int64
+	// lastUp is when bytes from a client last reached the target (unix nanos);
+	// lastDown, when bytes from the target last reached a client.
+	lastUp, lastDown atomic.Int64
 }
 
 // LastForwarded is when bytes from a client last reached the target: for a socket,
 // the last frame or pong the host can have read, from which its read deadline runs.
 func (p *Proxy) LastForwarded() time.Time { return time.Unix(0, p.lastUp.Load()) }
+
+// LastReturned is when bytes from the target last reached a client: for a host's
+// internal link, the last answer to a deliver call that got through.
+func (p *Proxy) LastReturned() time.Time { return time.Unix(0, p.lastDown.Load()) }
 
 // NewProxy listens on a free loopback port and forwards every connection to target
 // (which may be empty until SetTarget). It is closed when the test ends.
@@ -65,6 +74,7 @@ func (p *Proxy) SetTarget(target string) {
 func (p *Proxy) Cut() {
 	p.mu.Lock()
 	p.cut = true
+	p.cuts++
 	for c := range p.conns {
 		_ = c.Close()
 	}
@@ -134,33 +144,34 @@ func (p *Proxy) accept() {
 			return
 		}
 		p.mu.Lock()
-		target, cut := p.target, p.cut
+		target, cut, cuts := p.target, p.cut, p.cuts
 		p.mu.Unlock()
 		if cut || target == "" {
 			_ = c.Close()
 			continue
 		}
 		p.wg.Add(1)
-		go p.pipe(c, target)
+		go p.pipe(c, target, cuts)
 	}
 }
 
-// track adds (or removes) a connection; it refuses to add while cut.
-func (p *Proxy) track(c net.Conn, add bool) bool {
+// track adds (or removes) a connection accepted after cuts Cuts; it refuses to add
+// while cut, or once a Cut came after the accept.
+func (p *Proxy) track(c net.Conn, add bool, cuts int) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !add {
 		delete(p.conns, c)
 		return true
 	}
-	if p.cut {
+	if p.cut || p.cuts != cuts {
 		return false
 	}
 	p.conns[c] = struct{}{}
 	return true
 }
 
-func (p *Proxy) pipe(client net.Conn, target string) {
+func (p *Proxy) pipe(client net.Conn, target string, cuts int) {
 	defer p.wg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	server, err := new(net.Dialer).DialContext(ctx, "tcp", target)
@@ -169,13 +180,13 @@ func (p *Proxy) pipe(client net.Conn, target string) {
 		_ = client.Close()
 		return
 	}
-	if !p.track(client, true) {
+	if !p.track(client, true, cuts) {
 		_ = client.Close()
 		_ = server.Close()
 		return
 	}
-	if !p.track(server, true) {
-		p.track(client, false)
+	if !p.track(server, true, cuts) {
+		p.track(client, false, cuts)
 		_ = client.Close()
 		_ = server.Close()
 		return
@@ -195,6 +206,8 @@ func (p *Proxy) pipe(client net.Conn, target string) {
 				}
 				if dst == server {
 					p.lastUp.Store(time.Now().UnixNano())
+				} else {
+					p.lastDown.Store(time.Now().UnixNano())
 				}
 			}
 			if err != nil {
@@ -209,6 +222,6 @@ func (p *Proxy) pipe(client net.Conn, target string) {
 	go cp(client, server)
 	<-done
 	<-done
-	p.track(client, false)
-	p.track(server, false)
+	p.track(client, false, cuts)
+	p.track(server, false, cuts)
 }
