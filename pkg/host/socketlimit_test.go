@@ -3,7 +3,6 @@ package host_test
 import (
 	"fmt"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,48 +28,16 @@ func TestSocketLimitHoldsUnderConcurrentUpgrades(t *testing.T) {
 			token := hosts[0].Login(t, name, "long enough password").Token
 
 			dial := func(h *hosttest.Host) (*websocket.Conn, int, error) {
-				d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
-				c, resp, err := d.Dial("ws://"+h.Addr+"/ws", http.Header{"Authorization": {"Bearer " + token}})
-				status := 0
-				if resp != nil {
-					status = resp.StatusCode
-					_ = resp.Body.Close()
-				}
-				return c, status, err
+				return hosttest.DialStatus("ws://"+h.Addr+"/ws", http.Header{"Authorization": {"Bearer " + token}})
 			}
 
 			const tries = 25
-			var (
-				mu       sync.Mutex
-				open     []*websocket.Conn
-				refused  int
-				failures []string
-				wg       sync.WaitGroup
-			)
+			open, refused, failures := hosttest.UpgradeBurst(tries, func(i int) (*websocket.Conn, int, error) { return dial(hosts[i%n]) })
 			t.Cleanup(func() {
 				for _, c := range open {
 					_ = c.Close()
 				}
 			})
-			start := make(chan struct{})
-			for i := range tries {
-				wg.Go(func() {
-					<-start
-					c, status, err := dial(hosts[i%n])
-					mu.Lock()
-					defer mu.Unlock()
-					switch {
-					case err == nil:
-						open = append(open, c)
-					case status == http.StatusTooManyRequests:
-						refused++
-					default:
-						failures = append(failures, fmt.Sprintf("status %d: %v", status, err))
-					}
-				})
-			}
-			close(start)
-			wg.Wait()
 			if len(failures) > 0 {
 				t.Fatalf("upgrades failed otherwise than 429: %v", failures)
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
+	"github.com/switchboard-chat/switchboard/pkg/hosttest"
 	"github.com/switchboard-chat/switchboard/pkg/metrics"
 	"github.com/switchboard-chat/switchboard/pkg/ws"
 )
@@ -62,45 +63,18 @@ func TestSocketLimitOnThisHostWhileRedisIsDown(t *testing.T) {
 	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
 	user := chat.NewID()
 	dial := func() (*websocket.Conn, int, error) {
-		c, resp, err := websocket.DefaultDialer.Dial(url, http.Header{"Authorization": {"Bearer " + user}})
-		status := 0
-		if resp != nil {
-			status = resp.StatusCode
-			_ = resp.Body.Close()
-		}
-		return c, status, err
+		return hosttest.DialStatus(url, http.Header{"Authorization": {"Bearer " + user}})
 	}
 
-	var (
-		mu      sync.Mutex
-		open    []*websocket.Conn
-		refused int
-		wg      sync.WaitGroup
-	)
+	open, refused, failures := hosttest.UpgradeBurst(tries, func(int) (*websocket.Conn, int, error) { return dial() })
 	t.Cleanup(func() {
 		for _, c := range open {
 			_ = c.Close()
 		}
 	})
-	start := make(chan struct{})
-	for range tries {
-		wg.Go(func() {
-			<-start
-			c, status, err := dial()
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				open = append(open, c)
-			case status == http.StatusTooManyRequests:
-				refused++
-			default:
-				t.Errorf("upgrade: status %d: %v", status, err)
-			}
-		})
+	if len(failures) > 0 {
+		t.Fatalf("upgrades failed otherwise than 429: %v", failures)
 	}
-	close(start)
-	wg.Wait()
 	if len(open) != 20 || refused != tries-20 {
 		t.Fatalf("%d concurrent upgrades opened %d sockets and were refused %d times, want 20 and %d", tries, len(open), refused, tries-20)
 	}
