@@ -130,6 +130,11 @@ func (f *fakeThreads) Memberships(context.Context, string) ([]chat.Membership, e
 	return nil, nil
 }
 
+func (f *fakeThreads) MembershipsOf(context.Context, []string) (map[string][]chat.Membership, error) {
+	f.unexpected("MembershipsOf")
+	return nil, nil
+}
+
 func (f *fakeThreads) Membership(ctx context.Context, threadID, userID string) (chat.Membership, error) {
 	if f.MembershipFn == nil {
 		f.unexpected("Membership")

@@ -78,6 +78,9 @@ type ThreadStore interface {
 	Ack(ctx context.Context, acks []AckUpdate) error
 	// Memberships lists the user's position in each of its threads.
 	Memberships(ctx context.Context, userID string) ([]Membership, error)
+	// MembershipsOf lists, by user id, each user's position in each of its threads, in
+	// as few queries as it can; users in no thread are absent.
+	MembershipsOf(ctx context.Context, userIDs []string) (map[string][]Membership, error)
 	// Membership returns the user's position in one thread. Returns ENotFound.
 	Membership(ctx context.Context, threadID, userID string) (Membership, error)
 	// SharedWith returns those of candidates who share at least one thread with userID

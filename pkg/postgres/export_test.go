@@ -36,6 +36,9 @@ func (d *DB) StoreBatch(ctx context.Context, ms []chat.NewMessage, bulk bool) ([
 // SetAckChunk makes this DB's PostgreSQL ack flushes go in calls of n acks.
 func (d *DB) SetAckChunk(n int) { d.ackChunk = n }
 
+// SetMembershipsChunk makes this DB's MembershipsOf ask for n users per query.
+func (d *DB) SetMembershipsChunk(n int) { d.membershipsChunk = n }
+
 // SeqScans returns how many sequential scans of table PostgreSQL has counted, this
 // connection's included (it forces their flush first): run it on a DB with
 // MaxOpenConns 1 to see the scans of the calls made before it.

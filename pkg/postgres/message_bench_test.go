@@ -82,3 +82,37 @@ func BenchmarkCreateMessage(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkRepairMemberships is what a host's repair after another host's death asks
+// of PostgreSQL for 1,500 connected users (3,000 sockets over two surviving hosts),
+// each in two threads of ten: one Memberships query per user against MembershipsOf.
+// One op is the whole host's lookup.
+func BenchmarkRepairMemberships(b *testing.B) {
+	db := dbtest.NewDB(b)
+	ctx := context.Background()
+	users := make([]chat.User, 1500)
+	ids := make([]string, len(users))
+	for i := range users {
+		users[i] = mustUser(b, db, fmt.Sprintf("u%06d", i))
+		ids[i] = users[i].ID
+	}
+	for i := 0; i+10 <= len(users); i += 5 { // overlapping groups: two threads a user
+		mustThread(b, db, "bench", users[i], users[i+1:i+10]...)
+	}
+	b.Run("per-user", func(b *testing.B) {
+		for b.Loop() {
+			for _, id := range ids {
+				if _, err := db.Memberships(ctx, id); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("batched", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := db.MembershipsOf(ctx, ids); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

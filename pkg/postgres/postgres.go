@@ -107,6 +107,9 @@ type DB struct {
 	committer *committer
 	// ackChunk, when set, replaces ackPGChunk: tests make one flush span several calls.
 	ackChunk int
+	// membershipsChunk, when set, replaces membershipsChunk: tests make one call span
+	// several queries.
+	membershipsChunk int
 	// down is set when a call of the socket path ran out of its caller's time (see
 	// failFast).
 	down outage.State

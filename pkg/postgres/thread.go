@@ -476,6 +476,53 @@ func (d *DB) Memberships(ctx context.Context, userID string) ([]chat.Membership,
 	return ms, nil
 }
 
+// membershipsChunk bounds the users of one MembershipsOf query (DB.membershipsChunk
+// overrides it, for tests): a host's repair after another host's death asks for every
+// user it holds sockets of, which can be thousands.
+const membershipsChunk = 500
+
+// MembershipsOf lists, like Memberships, each user's position in each of their threads,
+// with one query per 500 users instead of one per user: what a host needs to repair all
+// its sockets at once, while the other hosts' clients reconnect and load the database
+// too. Users in no thread, and ids that are not valid, are absent from the map.
+func (d *DB) MembershipsOf(ctx context.Context, userIDs []string) (map[string][]chat.Membership, error) {
+	out := make(map[string][]chat.Membership, len(userIDs))
+	valid := make([]string, 0, len(userIDs))
+	for _, id := range userIDs {
+		if chat.ValidID(id) {
+			valid = append(valid, id)
+		}
+	}
+	slices.Sort(valid)
+	valid = slices.Compact(valid)
+	for chunk := range slices.Chunk(valid, cmp.Or(d.membershipsChunk, membershipsChunk)) {
+		if err := d.membershipsOf(ctx, chunk, out); err != nil {
+			return nil, fmt.Errorf("memberships of %d users: %w", len(valid), err)
+		}
+	}
+	return out, nil
+}
+
+func (d *DB) membershipsOf(ctx context.Context, userIDs []string, out map[string][]chat.Membership) error {
+	rows, err := d.gdb.WithContext(ctx).Raw(`SELECT tm.user_id, t.id, t.name, tm.acked_seq, tm.read_seq, t.last_seq
+FROM thread_members tm
+JOIN threads t ON t.id = tm.thread_id
+WHERE tm.user_id IN ?`+newestActivityFirst, userIDs).Rows()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var uid string
+		var m chat.Membership
+		if err := rows.Scan(&uid, &m.ThreadID, &m.ThreadName, &m.AckedSeq, &m.ReadSeq, &m.LastSeq); err != nil {
+			return err
+		}
+		out[uid] = append(out[uid], m)
+	}
+	return rows.Err()
+}
+
 // Membership returns the user's position in one thread. Returns chat.ENotFound when the
 // user is not a member (or the thread does not exist).
 func (d *DB) Membership(ctx context.Context, threadID, userID string) (chat.Membership, error) {

@@ -487,6 +487,49 @@ func TestMemberships(t *testing.T) {
 	})
 }
 
+// TestMembershipsOf: the batched lookup a host's repair uses answers, for every user,
+// exactly what Memberships answers for that user alone, across query chunks.
+func TestMembershipsOf(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, db *postgres.DB) {
+		ctx := context.Background()
+		ann, bob, cat, dan := mustUser(t, db, "ann"), mustUser(t, db, "bob"), mustUser(t, db, "cat"), mustUser(t, db, "dan")
+		t1 := mustThread(t, db, "one", ann, bob)
+		t2 := mustThread(t, db, "two", bob, ann, cat)
+		mustSend(t, db, t2.ID, bob, "a")
+		mustSend(t, db, t1.ID, bob, "b")
+		mustSend(t, db, t1.ID, bob, "c")
+		if err := db.Ack(ctx, []chat.AckUpdate{{ThreadID: t1.ID, UserID: ann.ID, Seq: 1}, {ThreadID: t2.ID, UserID: cat.ID, Seq: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, chunk := range []int{0, 1, 2} { // 0: the default, all in one query
+			t.Run(fmt.Sprintf("chunk %d", chunk), func(t *testing.T) {
+				db.SetMembershipsChunk(chunk)
+				defer db.SetMembershipsChunk(0)
+				ids := []string{cat.ID, ann.ID, "junk", dan.ID, bob.ID, ann.ID, chat.NewID()}
+				got, err := db.MembershipsOf(ctx, ids)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, u := range []chat.User{ann, bob, cat} {
+					want, err := db.Memberships(ctx, u.ID)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(want) == 0 || !slices.Equal(got[u.ID], want) {
+						t.Fatalf("MembershipsOf[%s] = %+v, want %+v", u.Username, got[u.ID], want)
+					}
+				}
+				if len(got) != 3 {
+					t.Fatalf("MembershipsOf answered %d users (%v), want ann, bob and cat: dan is in no thread, the rest are no users", len(got), got)
+				}
+			})
+		}
+		if got, err := db.MembershipsOf(ctx, nil); err != nil || len(got) != 0 {
+			t.Fatalf("MembershipsOf(nil) = %v, %v; want an empty map", got, err)
+		}
+	})
+}
+
 func TestSharedWith(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, db *postgres.DB) {
 		ctx := context.Background()

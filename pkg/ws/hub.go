@@ -8,8 +8,10 @@ import (
 	"hash/fnv"
 	"iter"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -438,22 +440,28 @@ func (h *Hub) Repair(ctx context.Context, threadID string, seq int64) {
 // threads it has not been given. The node calls it after Redis lost this host's
 // presence entries (restarted empty): until the host wrote them again, senders'
 // lookups found none of its sockets, so their messages went to no host, and no
-// hand-off was recorded either (that record lived in Redis too). One Memberships
-// query per local user; it stops when ctx ends.
+// hand-off was recorded either (that record lived in Redis too); and after another
+// host died between storing a message and handing it over. The memberships of all
+// local users come in one query per 500 users (MembershipsOf): a host death sets off
+// this repair on every other host while the dead host's clients reconnect and load
+// the database too. It stops when ctx ends.
 func (h *Hub) RepairAll(ctx context.Context) {
 	users := map[string][]*Conn{}
 	h.each(func(c *Conn) { users[c.user.ID] = append(users[c.user.ID], c) })
-	for uid, conns := range users {
-		if ctx.Err() != nil {
-			return
-		}
-		ms, err := h.svc.Store.Memberships(ctx, uid)
-		if err != nil {
-			h.log.Warn("repair all: memberships", "user_id", uid, "err", err)
-			continue
-		}
+	if len(users) == 0 {
+		return
+	}
+	all, err := h.svc.Store.MembershipsOf(ctx, slices.Collect(maps.Keys(users)))
+	if err != nil {
+		h.log.Warn("repair all: memberships", "users", len(users), "err", err)
+		return
+	}
+	for uid, ms := range all {
 		for _, m := range ms {
-			for _, c := range conns {
+			for _, c := range users[uid] {
+				if ctx.Err() != nil {
+					return
+				}
 				last, known := c.position(m.ThreadID)
 				if !known {
 					last = m.AckedSeq
