@@ -451,28 +451,34 @@ func (h *Hub) RepairAll(ctx context.Context) {
 	if len(users) == 0 {
 		return
 	}
-	all, err := h.svc.Store.MembershipsOf(ctx, slices.Collect(maps.Keys(users)))
-	if err != nil {
-		h.log.Warn("repair all: memberships", "users", len(users), "err", err)
-		return
-	}
-	for uid, ms := range all {
-		for _, m := range ms {
-			for _, c := range users[uid] {
-				if ctx.Err() != nil {
-					return
-				}
-				last, known := c.position(m.ThreadID)
-				if !known {
-					last = m.AckedSeq
-				}
-				if last < m.LastSeq {
-					h.fill(ctx, c, m.ThreadID, last, m.LastSeq)
+	// A chunk at a time, so a host of many sockets never holds all their memberships.
+	for ids := range slices.Chunk(slices.Collect(maps.Keys(users)), repairChunk) {
+		all, err := h.svc.Store.MembershipsOf(ctx, ids)
+		if err != nil {
+			h.log.Warn("repair all: memberships", "users", len(ids), "err", err)
+			continue
+		}
+		for uid, ms := range all {
+			for _, m := range ms {
+				for _, c := range users[uid] {
+					if ctx.Err() != nil {
+						return
+					}
+					last, known := c.position(m.ThreadID)
+					if !known {
+						last = m.AckedSeq
+					}
+					if last < m.LastSeq {
+						h.fill(ctx, c, m.ThreadID, last, m.LastSeq)
+					}
 				}
 			}
 		}
 	}
 }
+
+// repairChunk is how many users' memberships RepairAll asks for at once.
+const repairChunk = 500
 
 // DeliverTyping writes a typing notice to the recipients' sockets, answering like
 // DeliverMessage (contract section 5). A socket whose queue is full drops the notice
