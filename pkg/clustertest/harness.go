@@ -83,7 +83,8 @@ func buildCmd(ctx context.Context, dir, name string) (string, error) {
 }
 
 // Chatctl runs chatctl with args against the cluster's stores (its database, Redis
-// and prefix) and returns its standard output; a non-zero exit fails the test.
+// and prefix) and secret (for `connections`) and returns its standard output; a
+// non-zero exit fails the test.
 func (c *Cluster) Chatctl(tb testing.TB, args ...string) []byte {
 	tb.Helper()
 	bin := os.Getenv(ChatctlEnv)
@@ -95,7 +96,7 @@ func (c *Cluster) Chatctl(tb testing.TB, args ...string) []byte {
 	cmd := exec.CommandContext(ctx, bin, args...) //nolint:gosec // G204: the chatctl TestMain built
 	cmd.Env = environ(map[string]string{
 		"CHAT_DATABASE_URL": c.DatabaseURL, "CHAT_REDIS_URL": c.RedisURL, "CHAT_REDIS_PREFIX": c.RedisPrefix,
-		"CHAT_HOST_TTL": c.hostTTL,
+		"CHAT_HOST_TTL": c.hostTTL, "CHAT_CLUSTER_SECRET": c.Secret,
 	})
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
