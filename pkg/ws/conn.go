@@ -21,7 +21,10 @@ const (
 	CloseHostShutdown = websocket.CloseServiceRestart // 1012
 	CloseTooSlow      = websocket.CloseTryAgainLater  // 1013
 	closeWriteWait    = time.Second
-	writeWait         = 10 * time.Second
+	// closeLinger is how long a closed socket waits for its peer to answer the close
+	// frame before the connection ends anyway (awaitPeerClose).
+	closeLinger = time.Second
+	writeWait   = 10 * time.Second
 )
 
 // outFrame is one queued frame. Broadcast frames are shared by every socket they go to
@@ -229,7 +232,35 @@ func (c *Conn) finish(code int, reason string) {
 	_ = c.cork.SetWriteDeadline(dl)
 	c.cork.seal() // no data frame may follow the close frame
 	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), dl)
-	_ = c.ws.Close()
+	// The reader ends the connection (awaitPeerClose) once the peer answers the close
+	// frame, or closeLinger from now.
+	_ = c.ws.SetReadDeadline(time.Now().Add(closeLinger))
+}
+
+// extendRead gives the peer d more to send something. A closing socket's peer gets
+// closeLinger from now instead: finish may have set that deadline just before.
+func (c *Conn) extendRead(d time.Duration) {
+	_ = c.ws.SetReadDeadline(time.Now().Add(d))
+	if c.closed() {
+		_ = c.ws.SetReadDeadline(time.Now().Add(closeLinger))
+	}
+}
+
+// awaitPeerClose ends the connection once the peer has answered the close frame (or
+// gone, or closeLinger passed), discarding what it sent meanwhile. Closing with the
+// peer's frames unread would make the kernel answer with a reset instead of a FIN,
+// and a reset can destroy the close frame before the peer reads it: the client then
+// sees 1006 instead of 4001 or 1012, and retries a dead session or waits out a backoff
+// (TestCloseCodeReachesABusyClient). Runs on the reader, after readLoop.
+func (c *Conn) awaitPeerClose() {
+	defer func() { _ = c.ws.Close() }()
+	for {
+		// Once a read has failed (the peer's close frame, EOF, the deadline), gorilla
+		// answers every later one with the same error at once.
+		if _, _, err := c.ws.NextReader(); err != nil {
+			return
+		}
+	}
 }
 
 // closed reports whether Close has begun: a write that fails then was cut short by
@@ -396,12 +427,18 @@ func (c *Conn) readLoop() {
 	defer c.endContext(&c.reqCancel)
 	h := c.hub
 	c.ws.SetReadLimit(int64(h.cfg.FrameBytes))
-	_ = c.ws.SetReadDeadline(time.Now().Add(h.cfg.PongTimeout))
+	c.extendRead(h.cfg.PongTimeout)
 	c.ws.SetPongHandler(func(string) error {
-		return c.ws.SetReadDeadline(time.Now().Add(h.cfg.PongTimeout))
+		c.extendRead(h.cfg.PongTimeout)
+		return nil
 	})
 	for {
 		typ, data, err := c.ws.ReadMessage()
+		if c.closed() {
+			// This end closed the socket: what the peer sent since is not acted on
+			// (awaitPeerClose discards the rest), and its silence is expected.
+			return
+		}
 		if err != nil {
 			switch {
 			case errors.Is(err, websocket.ErrReadLimit):
@@ -417,7 +454,7 @@ func (c *Conn) readLoop() {
 			}
 			return
 		}
-		_ = c.ws.SetReadDeadline(time.Now().Add(h.cfg.PongTimeout))
+		c.extendRead(h.cfg.PongTimeout)
 		if typ == websocket.BinaryMessage {
 			c.closeAfterQueued(websocket.CloseUnsupportedData, "binary frames are not supported")
 			return

@@ -728,6 +728,7 @@ func (h *Hub) read(c *Conn) {
 	c.Close(websocket.CloseNormalClosure, "")
 	h.remove(c)
 	h.registry.Unregister(c.Info())
+	c.awaitPeerClose()
 }
 
 // catchUp pushes every message after the user's acked seq in each thread, oldest first
