@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -116,6 +119,183 @@ func TestFaultRedisUnreachable(t *testing.T) {
 	if worst > liveBound {
 		t.Errorf("a message sent while Redis was unreachable arrived %v after its sent (contract: within %v)", worst, liveBound)
 	}
+}
+
+// TestFaultRedisUnreachableSendLimit: the send limit of section 8 (20 a second, bursts
+// of 40, per user; `error rate_limited` or 429, nothing stored) while Redis is
+// unreachable and after. Section 4.5 says sends still succeed then (PostgreSQL is the
+// record) and rate limits fall back to a per-host limit; so with the Redis link cut, a
+// quick burst of 80 sends over one socket is answered `sent` for the 40 of the burst
+// plus what refilled during it and `rate_limited` for the rest, only the sent ones are
+// stored, and they reach the other member's connected devices (section 4.1). Once
+// Redis answers again the limit is the cluster's again (section 8: "they hold
+// cluster-wide, not per host"): a burst spent on h1 leaves h2 only the refill, where a
+// bucket of h2's own would allow 40 more.
+func TestFaultRedisUnreachableSendLimit(t *testing.T) {
+	// Not parallel: the bursts must be quick for a refill of 20 a second not to blur
+	// them, which other clusters' CPU on two cores would prevent.
+	const rate, burst = 20, 40 // section 8; the harness raises them for the other tests
+	// mostAllowed is what one bucket, full at first, can allow to decisions spread over
+	// span; the Redis bucket counts whole milliseconds, so one more may have refilled.
+	mostAllowed := func(span time.Duration) int {
+		return burst + int(rate*(span+time.Millisecond).Seconds())
+	}
+	rs := StartRedisServer(t)
+	p := NewProxy(t, fmt.Sprintf("127.0.0.1:%d", rs.Port))
+	c := StartCluster(t, 2, Options{RedisURL: "redis://" + p.Addr() + "/0", Env: map[string]string{
+		"CHAT_LIMIT_SEND_RATE": strconv.Itoa(rate), "CHAT_LIMIT_SEND_BURST": strconv.Itoa(burst),
+	}})
+	h1, h2 := c.Hosts[0], c.Hosts[1]
+	alice, bob := NewUser(t, h1, "alice"), NewUser(t, h2, "bob")
+	th := CreateThread(t, h1, alice, "limited", "bob")
+	// A limiter notices the cut, and later the return, only when it is asked: bob's
+	// sends ask each host's, in a thread of his own so that alice's holds only hers.
+	solo := CreateThread(t, h2, bob, "bob alone")
+	a := DialSynced(t, h1, alice) // new sockets need Redis (sessions live there)
+	bobs := []*Client{DialSynced(t, h1, bob), DialSynced(t, h2, bob)}
+	// Without Redis, h1 delivers to the hosts it knew: a message that reached bob on h2
+	// shows it knows h2 (a host it has not seen yet gets nothing, section 4.5).
+	before := sendAll(t, a, th.ID, "before-", 1)
+	a.WaitSent(t, before[0], 5*time.Second)
+	for _, b := range bobs {
+		waitSeqs(t, b, th.ID, 1, 5*time.Second)
+	}
+	nudges := 0
+	nudge := func() {
+		for _, b := range bobs {
+			nudges++
+			b.WaitSent(t, sendAll(t, b, solo.ID, fmt.Sprintf("nudge%d-", nudges), 1)[0], 10*time.Second)
+		}
+	}
+	// wantStored fails unless the thread holds exactly the messages answered sent.
+	wantStored := func(when string, sent []string) {
+		t.Helper()
+		stored := History(t, h2, bob, th.ID)
+		if err := checkSeqs(stored, len(sent)); err != nil {
+			t.Errorf("%s: %v", when, err)
+		}
+		got := make([]string, 0, len(stored))
+		for _, m := range stored {
+			got = append(got, m.ClientMsgID)
+		}
+		want := slices.Clone(sent)
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: stored %v, want the sends answered sent, %v", when, got, want)
+		}
+	}
+
+	p.Cut()
+	nudge()
+	for _, h := range c.Hosts {
+		if !h.LogContains("rate limiter cannot reach redis") {
+			t.Fatalf("%s's limiter still reached Redis after the cut: the test would prove nothing", h.ID)
+		}
+	}
+	const n = 80
+	sent, limited, span := sendBurst(t, a, th.ID, "cut-", n)
+	most := mostAllowed(span)
+	t.Logf("Redis cut: %d of %d sends on h1 answered sent, %d rate_limited, in %v (one bucket allows %d..%d)",
+		len(sent), n, len(limited), span.Round(time.Millisecond), burst, most)
+	if most >= n {
+		t.Fatalf("the burst took %v, long enough to refill what it spent: it cannot show a limit", span)
+	}
+	if len(sent) < burst || len(sent) > most {
+		t.Errorf("with Redis cut, %d sends in %v were answered sent, want %d..%d (the burst plus the refill)", len(sent), span, burst, most)
+	}
+	for _, b := range bobs {
+		if code, closed := b.Closed(); closed {
+			t.Errorf("bob's socket on %s closed (%d) while Redis was unreachable", b.HostID, code)
+		}
+	}
+
+	p.Restore()
+	end := time.Now()
+	// Each limiter is back once its probe (at most one a second, sent when it is asked)
+	// gets an answer.
+	CheckFor(t, 10*time.Second, 200*time.Millisecond, func() error {
+		nudge()
+		for _, h := range c.Hosts {
+			if !h.LogContains("rate limiter back on redis") {
+				return fmt.Errorf("%s's limiter not back on Redis yet", h.ID)
+			}
+		}
+		return nil
+	})
+	recovery := time.Since(end)
+	wantStored("after the cut", slices.Concat(before, sent))
+	// Section 4.1 holds through the cut: bob's two devices, which stayed connected, get
+	// every message answered sent.
+	lost := 0
+	err := poll(10*time.Second, 20*time.Millisecond, func() error {
+		lost = 0
+		for _, b := range bobs {
+			held := map[string]bool{}
+			for _, m := range b.Messages(th.ID) {
+				held[m.ClientMsgID] = true
+			}
+			for _, id := range sent {
+				if !held[id] {
+					lost++
+				}
+			}
+		}
+		if lost > 0 {
+			return fmt.Errorf("%d (message answered sent, bob's device) pairs missing", lost)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	logFault(t, faultResult{name: "redis-unreachable-send-limit", sentDuring: len(sent), refused: len(limited), lost: lost,
+		dups: wireDups(bobs[0]) + wireDups(bobs[1]), recovery: recovery,
+		note: fmt.Sprintf("(refused: rate_limited by h1's own bucket, which allowed %d..%d; recovery: until both limiters were back on Redis)", burst, most)})
+
+	// alice's bucket in Redis is full (her one send through it refilled long ago): h1
+	// takes it, and h2, asked right after over HTTP, may allow no more than the refill.
+	// Wait until her bucket of h1's own is full again too, so that a limiter left on it
+	// would show as a second 40 allowed on h2, not as a short first one on h1.
+	<-time.After(time.Until(a.SentAt("cut-000").Add(span + burst*time.Second/rate)))
+	const onH1, onH2 = 50, burst
+	sent2, limited2, _ := sendBurst(t, a, th.ID, "back-", onH1)
+	var mu sync.Mutex
+	var viaHTTP, refusedHTTP []string
+	var last time.Time
+	err = parallelDo(onH2, 8, func(i int) error {
+		id := fmt.Sprintf("http-%03d", i)
+		st, raw, err := api(http.MethodPost, h2.PublicURL()+"/api/v1/threads/"+th.ID+"/messages", alice.Token,
+			map[string]string{"client_msg_id": id, "body": "after the return"}, nil)
+		mu.Lock()
+		defer mu.Unlock()
+		last = time.Now()
+		switch {
+		case err == nil && st == http.StatusCreated:
+			viaHTTP = append(viaHTTP, id)
+		case err == nil && st == http.StatusTooManyRequests && strings.Contains(string(raw), `"rate_limited"`):
+			refusedHTTP = append(refusedHTTP, id)
+		default:
+			return fmt.Errorf("HTTP send %s on h2: %d %s (%w), want 201 or 429 rate_limited", id, st, raw, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	span = last.Sub(a.SentAt("back-000"))
+	most = mostAllowed(span)
+	total := len(sent2) + len(viaHTTP)
+	t.Logf("Redis back: %d of %d sends on h1 answered sent, then %d of %d on h2 (%d refused 429), in %v (one bucket allows %d..%d; one per host would allow %d or more)",
+		len(sent2), onH1, len(viaHTTP), onH2, len(refusedHTTP), span.Round(time.Millisecond), burst, most, 2*burst)
+	if most >= 2*burst {
+		t.Fatalf("the sends took %v, long enough to refill what h1 spent: they cannot tell one bucket from two", span)
+	}
+	if len(sent2) < burst || total > most {
+		t.Errorf("after the return, %d sends on h1 and %d on h2 in %v were allowed, want %d..%d in all (one bucket for the cluster); %d were refused on h1",
+			len(sent2), len(viaHTTP), span, burst, most, len(limited2))
+	}
+	wantStored("at the end", slices.Concat(before, sent, sent2, viaHTTP))
 }
 
 // TestFaultPostgresUnreachable: every host reaches PostgreSQL through a proxy, cut for
@@ -670,4 +850,43 @@ func cutFor(p *Proxy, d time.Duration) (start, end time.Time) {
 	<-time.After(d)
 	p.Restore()
 	return start, time.Now()
+}
+
+// sendBurst pipelines n sends on c and waits for every answer. It returns the ids
+// answered `sent` and those answered `error rate_limited` (any other answer fails the
+// test), and the time from the first write to the last answer, which holds every
+// limiter decision of the burst.
+func sendBurst(tb testing.TB, c *Client, threadID, prefix string, n int) (sent, limited []string, span time.Duration) {
+	tb.Helper()
+	ids := sendAll(tb, c, threadID, prefix, n)
+	answers := map[string]Frame{}
+	c.WaitFor(tb, 20*time.Second, func(fs []Frame) error {
+		for _, f := range fs {
+			if id := f.ClientMsgID; f.Type == "sent" && strings.HasPrefix(id, prefix) {
+				answers[id] = f
+			} else if id := f.Ref; f.Type == "error" && strings.HasPrefix(id, prefix) {
+				answers[id] = f
+			}
+		}
+		if len(answers) < n {
+			return fmt.Errorf("%d of %d sends answered", len(answers), n)
+		}
+		return nil
+	})
+	var last time.Time
+	for _, id := range ids {
+		f := answers[id]
+		if f.At.After(last) {
+			last = f.At
+		}
+		switch {
+		case f.Type == "sent":
+			sent = append(sent, id)
+		case f.Code == "rate_limited":
+			limited = append(limited, id)
+		default:
+			tb.Errorf("send %s answered %s, want sent or rate_limited", id, f.Raw)
+		}
+	}
+	return sent, limited, last.Sub(c.SentAt(ids[0]))
 }
