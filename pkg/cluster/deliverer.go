@@ -90,7 +90,27 @@ type Deliverer struct {
 
 	lanesMu sync.Mutex
 	lanes   map[string]*lane // by host id: deliveries waiting for a call to that host (lane.go)
+
+	// owed are the hand-offs this host could not record while Redis was unreachable:
+	// by host id (everyHost: every other host, for a fan-out that went to the last
+	// known hosts only), thread id -> highest seq. flushOwed records them once Redis
+	// answers. Without them, a message stored meanwhile never reached a socket that
+	// stayed connected to a host the fallback missed: one that joined since the last
+	// host list, or one whose call failed when no hand-off could be written.
+	owedMu       sync.Mutex
+	owed         map[string]map[string]int64
+	owedN        int  // entries in owed
+	owedFlushing bool // a flushOwed goroutine runs
+	owedDropped  bool // owed was full: logged once per outage
+	flushers     sync.WaitGroup
 }
+
+// everyHost is the owed key of a hand-off to every other registered host.
+const everyHost = "*"
+
+// maxOwed bounds owed. Past it, what is missed reaches sockets on their next message
+// in the thread or their reconnect.
+const maxOwed = 10000
 
 // hostRetryAfter is how long a host whose delivery failed is handed its messages
 // through the hand-off record without being called.
@@ -232,6 +252,7 @@ func (d *Deliverer) Close(ctx context.Context) {
 	}
 	close(d.stop)
 	d.workers.Wait()
+	d.flushers.Wait()
 	d.client.HTTPClient.CloseIdleConnections()
 }
 
@@ -302,8 +323,8 @@ var errLookupSkipped = errors.New("presence lookup skipped: redis failed and has
 //
 // threadID and after let concurrent messages of one thread share a lookup (see
 // sharedLookup); threadID "" never shares.
-func (d *Deliverer) route(ctx context.Context, threadID string, after time.Time, recipients []string) (map[string][]chat.Recipient, []chat.Connection) {
-	groups := map[string][]chat.Recipient{}
+func (d *Deliverer) route(ctx context.Context, threadID string, after time.Time, recipients []string) (groups map[string][]chat.Recipient, stale []chat.Connection, fallback bool) {
+	groups = map[string][]chat.Recipient{}
 	// The lookup gets a slice of the deadline, not all of it: with Redis down, the
 	// client's dial retries would otherwise use up the time the fallback needs.
 	var entries map[string][]chat.Connection
@@ -322,9 +343,8 @@ func (d *Deliverer) route(ctx context.Context, threadID string, after time.Time,
 		d.probeRedis()
 	}
 	if err != nil {
-		return d.everyKnownHost(recipients), nil
+		return d.everyKnownHost(recipients), nil, true
 	}
-	var stale []chat.Connection
 	reloaded := false
 	for _, uid := range recipients {
 		var perHost map[string]int // host -> index in groups[host]
@@ -344,7 +364,7 @@ func (d *Deliverer) route(ctx context.Context, threadID string, after time.Time,
 					// the client may still refuse new connections): the view cannot be
 					// checked, so no entry may be called stale. Deliver as when Redis is
 					// unreachable.
-					return d.everyKnownHost(recipients), nil
+					return d.everyKnownHost(recipients), nil, true
 				}
 				d.dir.Update(hosts)
 			}
@@ -364,7 +384,7 @@ func (d *Deliverer) route(ctx context.Context, threadID string, after time.Time,
 			groups[c.HostID][i].ConnIDs = append(groups[c.HostID][i].ConnIDs, c.ConnID)
 		}
 	}
-	return groups, stale
+	return groups, stale, false
 }
 
 // lookupFlight is one presence lookup that concurrent messages of a thread share.
@@ -456,8 +476,13 @@ func (d *Deliverer) DeliverMessage(ctx context.Context, st chat.Stored, exceptCo
 	d.metrics.ObserveStage("local", start)
 
 	t := time.Now()
-	groups, stale := d.route(ctx, msg.ThreadID, committed, recipients)
+	groups, stale, fallback := d.route(ctx, msg.ThreadID, committed, recipients)
 	d.metrics.ObserveStage("presence", t)
+	if fallback {
+		// The last known hosts may not be all of them: a host that joined since gets
+		// the message through a hand-off once Redis answers.
+		d.owe(everyHost, msg.ThreadID, msg.Seq)
+	}
 	if len(groups) > 0 {
 		t = time.Now()
 		msgJSON, _ := json.Marshal(&msg)
@@ -541,10 +566,117 @@ func (d *Deliverer) missed(msg chat.Message, hostID string, cause error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if err := d.presence.AddHandoff(ctx, hostID, msg.ThreadID, msg.Seq); err != nil {
-		d.log.Error("record hand-off", "to_host", hostID, "thread_id", msg.ThreadID, "seq", msg.Seq, "err", err)
+		d.log.Warn("record hand-off; keeping it until redis answers", "to_host", hostID, "thread_id", msg.ThreadID, "seq", msg.Seq, "err", err)
+		d.owe(hostID, msg.ThreadID, msg.Seq)
 		return
 	}
 	d.metrics.Handoffs.WithLabelValues("recorded").Inc()
+}
+
+// owe keeps a hand-off that cannot be recorded now (see Deliverer.owed) and makes sure
+// a flushOwed runs.
+func (d *Deliverer) owe(hostID, threadID string, seq int64) {
+	d.owedMu.Lock()
+	defer d.owedMu.Unlock()
+	threads := d.owed[hostID]
+	if _, ok := threads[threadID]; !ok {
+		if d.owedN >= maxOwed {
+			if !d.owedDropped {
+				d.owedDropped = true
+				d.log.Error("too many hand-offs waiting for redis; dropping the rest (sockets get them on their next message or reconnect)", "max", maxOwed)
+			}
+			return
+		}
+		if d.owed == nil {
+			d.owed = map[string]map[string]int64{}
+		}
+		if threads == nil {
+			threads = map[string]int64{}
+			d.owed[hostID] = threads
+		}
+		d.owedN++
+	}
+	threads[threadID] = max(threads[threadID], seq)
+	if !d.owedFlushing {
+		d.owedFlushing = true
+		d.flushers.Add(1)
+		go d.flushOwed()
+	}
+}
+
+// owedFlushEvery spaces flushOwed's attempts.
+const owedFlushEvery = time.Second
+
+// flushOwed records the owed hand-offs once Redis answers, trying every
+// owedFlushEvery until none is left or the deliverer closes.
+func (d *Deliverer) flushOwed() {
+	defer d.flushers.Done()
+	tick := time.NewTicker(owedFlushEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-d.stop:
+			d.owedMu.Lock()
+			if d.owedN > 0 {
+				d.log.Warn("closing with hand-offs never recorded", "threads", d.owedN)
+			}
+			d.owedMu.Unlock()
+			return
+		case <-tick.C:
+		}
+		if d.recordOwed() {
+			return
+		}
+	}
+}
+
+// recordOwed writes what is owed to Redis and reports whether nothing is left, in
+// which case flushOwed ends. What fails stays owed.
+func (d *Deliverer) recordOwed() (done bool) {
+	d.owedMu.Lock()
+	owed := d.owed
+	d.owed, d.owedN, d.owedDropped = nil, 0, false
+	d.owedMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	hosts, err := d.presence.Hosts(ctx)
+	recorded := 0
+	for hostID, threads := range owed {
+		targets := []string{hostID}
+		if hostID == everyHost {
+			targets = targets[:0]
+			for _, h := range hosts {
+				if h.HostID != d.cfg.HostID {
+					targets = append(targets, h.HostID)
+				}
+			}
+		}
+		for threadID, seq := range threads {
+			for _, to := range targets {
+				if err == nil {
+					err = d.presence.AddHandoff(ctx, to, threadID, seq)
+				}
+				if err != nil {
+					break
+				}
+				recorded++
+				d.metrics.Handoffs.WithLabelValues("recorded").Inc()
+			}
+			if err != nil {
+				d.owe(hostID, threadID, seq) // again, for every target: records are idempotent
+			}
+		}
+	}
+	if recorded > 0 {
+		d.log.Info("recorded the hand-offs kept while redis was unreachable", "records", recorded)
+	}
+	d.owedMu.Lock()
+	defer d.owedMu.Unlock()
+	if d.owedN == 0 {
+		d.owedFlushing = false
+		return true
+	}
+	return false
 }
 
 // DeliverTyping implements chat.Deliverer; best effort, it does not wait for answers.
@@ -555,7 +687,7 @@ func (d *Deliverer) DeliverTyping(ctx context.Context, threadID, userID string, 
 	}
 	d.hub.DeliverTyping(threadID, userID, all, exceptConnID)
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 500*time.Millisecond)
-	groups, _ := d.route(lctx, "", time.Time{}, recipients)
+	groups, _, _ := d.route(lctx, "", time.Time{}, recipients)
 	cancel()
 	for hostID, rs := range groups {
 		h, ok := d.host(hostID)

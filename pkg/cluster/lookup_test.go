@@ -138,7 +138,7 @@ func TestHungRedisCostsOneLookupTimeout(t *testing.T) {
 	members := []string{"u1", "u2"}
 	route := func() (map[string][]chat.Recipient, time.Duration) {
 		start := time.Now()
-		groups, _ := d.route(context.Background(), "t1", time.Now(), members)
+		groups, _, _ := d.route(context.Background(), "t1", time.Now(), members)
 		return groups, time.Since(start)
 	}
 
