@@ -7,8 +7,10 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -1383,17 +1385,35 @@ func TestNewThreadFirstMessages(t *testing.T) {
 // TestSendWhileCatchingUp: a device catching up on a large backlog over a slow link
 // (it reads at its own pace, so catch-up waits for it) sends a message meanwhile; it
 // gets its `sent` and the whole backlog, and is not closed as too slow (1013): the
-// server's queue is bounded, but catch-up must not fill it to the brim.
+// server's queue is bounded, but catch-up must not fill it to the brim. While the
+// device reads nothing, catch-up stops once the queue and the kernel's socket buffers
+// are full, well short of the backlog: a host does not load a whole backlog into
+// memory for a socket that does not read.
 func TestSendWhileCatchingUp(t *testing.T) {
 	t.Parallel()
-	c := StartCluster(t, 2, Options{})
+	// Large bodies, so that the kernel's buffers (megabytes) hold few frames and the
+	// backlog can be several times what they hold without taking long to send; a small
+	// queue on bob's host, so that what catch-up is allowed to queue is not mistaken
+	// for the backlog.
+	const bodyBytes, queue, recvBuf = 64 << 10, 16, 64 << 10
+	c := StartCluster(t, 2, Options{
+		Env: map[string]string{
+			"CHAT_LIMIT_BODY_BYTES":  strconv.Itoa(bodyBytes),
+			"CHAT_LIMIT_FRAME_BYTES": strconv.Itoa(2 * bodyBytes),
+		},
+		HostEnv: map[int]map[string]string{1: {"CHAT_LIMIT_SEND_QUEUE": strconv.Itoa(queue)}},
+	})
 	h1, h2 := c.Hosts[0], c.Hosts[1]
 	alice := NewUser(t, h1, "alice")
 	bob := NewUser(t, h2, "bob")
 	th := CreateThread(t, h1, alice, "backlog", "bob")
 	a := DialSynced(t, h1, alice)
-	const n = 1000 // about 8 MB: more than the socket buffers and the queue hold
-	body := strings.Repeat("y", 8000)
+	// Three times what h2's send buffer (autotuned up to tcp_wmem's maximum) and bob's
+	// receive buffer (Linux doubles SO_RCVBUF) can take: a kernel with larger buffers
+	// gets a larger backlog rather than a test that cannot tell a bounded catch-up from
+	// an unbounded one.
+	n := 3 * (tcpSendBufMax() + 2*recvBuf) / bodyBytes
+	body := strings.Repeat("y", bodyBytes)
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("b%04d", i)
@@ -1401,23 +1421,29 @@ func TestSendWhileCatchingUp(t *testing.T) {
 	sendPaced(t, a, th.ID, ids, body, 64, 60*time.Second)
 	waitAllSent(t, a, ids, 60*time.Second)
 
-	b, _, err := DialWith(h2, DialOptions{Token: bob.Token, NoRead: true, RecvBuf: 64 << 10})
+	b, _, err := DialWith(h2, DialOptions{Token: bob.Token, NoRead: true, RecvBuf: recvBuf})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	// Not reading yet (a slow link): wait until catch-up can push no more.
+	// Not reading yet (a slow link): wait until catch-up can push no more. A pause
+	// shorter than half a second may be a page read from the database.
 	const queued = `switchboard_ws_frames_out_total{type="message"}`
-	prev := -1.0
+	last, since := -1.0, time.Now()
 	CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
 		v := h2.Metric(t, queued)
-		if v == 0 || v != prev {
-			prev = v
+		if v == 0 || v != last {
+			last, since = v, time.Now()
+		}
+		if v == 0 || time.Since(since) < 500*time.Millisecond {
 			return fmt.Errorf("catch-up still pushing (%v frames queued)", v)
 		}
 		return nil
 	})
-	t.Logf("catch-up stalled after queueing %v of %d messages", prev, n)
+	t.Logf("catch-up stalled after queueing %v of %d messages of %d KB (queue %d frames)", last, n, bodyBytes>>10, queue)
+	if last >= float64(n) {
+		t.Fatalf("catch-up queued all %d messages for a socket that reads nothing: the queue (%d frames) did not hold it back", n, queue)
+	}
 	if err := b.Send(th.ID, "while-catching-up", "hi"); err != nil {
 		t.Fatal(err)
 	}
@@ -1428,9 +1454,21 @@ func TestSendWhileCatchingUp(t *testing.T) {
 		}
 		return checkSeqs(b.Messages(th.ID), n)
 	})
-	if m := b.WaitSent(t, "while-catching-up", 10*time.Second); m.Seq != n+1 {
+	if m := b.WaitSent(t, "while-catching-up", 10*time.Second); m.Seq != int64(n+1) {
 		t.Fatalf("sent seq %d, want %d", m.Seq, n+1)
 	}
+}
+
+// tcpSendBufMax is the largest send buffer Linux autotunes a TCP socket to (the
+// maximum of net.ipv4.tcp_wmem), or its usual 4 MB where that cannot be read.
+func tcpSendBufMax() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_wmem")
+	if f := strings.Fields(string(b)); err == nil && len(f) == 3 {
+		if v, err := strconv.Atoi(f[2]); err == nil && v > 0 {
+			return v
+		}
+	}
+	return 4 << 20
 }
 
 // TestNotConnectedEntryRemoved (section 5): a presence entry whose socket is gone (a
