@@ -298,6 +298,53 @@ func TestFaultRedisUnreachableSendLimit(t *testing.T) {
 	wantStored("at the end", slices.Concat(before, sent, sent2, viaHTTP))
 }
 
+// TestFaultHandoffKeptWhileRedisUnreachable: h1 cannot reach Redis and its call to h2
+// fails, so it can neither deliver a message to bob's socket on h2 nor record the
+// hand-off h2 would repair from. bob stays connected and nothing else happens in the
+// thread, so before the sender kept such hand-offs he never got the message (section
+// 4.1: live if connected). Now h1 records the hand-off once Redis answers, and h2
+// pushes the message within a few seconds. The cut is shorter than the host TTL, so no
+// host counts h1 as dead (which would repair every socket anyway).
+func TestFaultHandoffKeptWhileRedisUnreachable(t *testing.T) {
+	t.Parallel()
+	rs := StartRedisServer(t)
+	redisLink := NewProxy(t, fmt.Sprintf("127.0.0.1:%d", rs.Port)) // h1's only
+	internal := NewProxy(t, "")                                    // to h2
+	c := StartCluster(t, 2, Options{RedisURL: rs.URL(), HostEnv: map[int]map[string]string{
+		0: {"CHAT_REDIS_URL": "redis://" + redisLink.Addr() + "/0"},
+		1: {"CHAT_INTERNAL_URL": internal.URL()},
+	}})
+	h1, h2 := c.Hosts[0], c.Hosts[1]
+	internal.SetTarget(h2.InternalAddr())
+	alice, bob := NewUser(t, h1, "alice"), NewUser(t, h2, "bob")
+	th := CreateThread(t, h1, alice, "kept", "bob")
+	a, b := DialSynced(t, h1, alice), DialSynced(t, h2, bob)
+	waitAllSent(t, a, sendAll(t, a, th.ID, "before-", 1), 5*time.Second)
+	waitSeqs(t, b, th.ID, 1, 5*time.Second)
+
+	redisLink.Cut()
+	internal.Cut()
+	sent := waitAllSent(t, a, sendAll(t, a, th.ID, "during-", 1), 5*time.Second)
+	<-time.After(time.Second)
+	if got := b.Messages(th.ID); len(got) != 1 {
+		t.Fatalf("bob has %d messages with h2 out of h1's reach, want only the one before: the cut proves nothing", len(got))
+	}
+	redisLink.Restore()
+	internal.Restore()
+	back := time.Now()
+	b.WaitFor(t, 10*time.Second, func([]Frame) error {
+		if got := b.Messages(th.ID); len(got) < 2 || got[1].ID != sent[0].ID {
+			return fmt.Errorf("bob, connected to h2 throughout, has %d of the 2 messages", len(got))
+		}
+		return nil
+	})
+	took := time.Since(back)
+	t.Logf("bob got the message kept while h1 could not reach Redis %v after the links came back", took.Round(time.Millisecond))
+	if took > 5*time.Second {
+		t.Errorf("bob got the message %v after the links came back, want within 5 s (a second to record the hand-off, a second for h2 to take it)", took)
+	}
+}
+
 // TestFaultPostgresUnreachable: every host reaches PostgreSQL through a proxy, cut for
 // 10 s. Each send meanwhile is answered `error unavailable` within 5 s, nothing is
 // acked or half-stored (a refused send never shows up in the history), sockets stay
