@@ -93,6 +93,21 @@ func onlyConn(t *testing.T, c *Cluster, u *User, hello Frame) error {
 	return nil
 }
 
+// ackThenPending acks seq of threadID on dev and waits for `chatctl pending` to show
+// want: an ack is durable within 1 s (contract, section 3).
+func ackThenPending(t *testing.T, c *Cluster, dev *Client, u *User, threadID string, seq int64, want []pendingThread) {
+	t.Helper()
+	if err := dev.Ack(threadID, seq); err != nil {
+		t.Fatal(err)
+	}
+	CheckFor(t, 3*time.Second, 100*time.Millisecond, func() error {
+		if got, raw := pendingOf(t, c, u); !reflect.DeepEqual(got, want) {
+			return fmt.Errorf("chatctl pending %s after an ack of seq %d on %s: %s", u.Username, seq, dev.HostID, raw)
+		}
+		return nil
+	})
+}
+
 // TestChatctlPendingOnLiveHosts: what `chatctl` tells an operator about what running
 // hosts wrote, rather than about rows a test seeded. bob's socket on h2 shows in
 // `presence` and in h2's `connections` as its hello named it, and his ack through h2
@@ -129,19 +144,9 @@ func TestChatctlPendingOnLiveHosts(t *testing.T) {
 
 	waitAllSent(t, a, sendAll(t, a, ops.ID, "pre", 1), 5*time.Second)
 	waitSeqs(t, b, ops.ID, 1, 5*time.Second)
-	if err := b.Ack(ops.ID, 1); err != nil {
-		t.Fatal(err)
-	}
-	// An ack is durable within 1 s (contract, section 3).
-	acked := []pendingThread{
+	ackThenPending(t, c, b, bob, ops.ID, 1, []pendingThread{
 		{ThreadID: ops.ID, Name: "ops", AckedSeq: 1, LastSeq: 1},
 		{ThreadID: quiet.ID, Name: "quiet"},
-	}
-	CheckFor(t, 3*time.Second, 100*time.Millisecond, func() error {
-		if got, raw := pendingOf(t, c, bob); !reflect.DeepEqual(got, acked) {
-			return fmt.Errorf("chatctl pending bob after his ack of seq 1: %s", raw)
-		}
-		return nil
 	})
 
 	recorded := h1.Metric(t, `switchboard_handoffs_total{event="recorded"}`)
@@ -179,19 +184,11 @@ func TestChatctlPendingOnLiveHosts(t *testing.T) {
 		t.Fatalf("chatctl pending bob once his device holds seqs 2..4 but has not acked them: %s, want %+v", raw, behind)
 	}
 
-	if err := b2.Ack(ops.ID, 4); err != nil {
-		t.Fatal(err)
-	}
 	caughtUp := []pendingThread{
 		{ThreadID: ops.ID, Name: "ops", AckedSeq: 4, LastSeq: 4},
 		{ThreadID: quiet.ID, Name: "quiet"},
 	}
-	CheckFor(t, 3*time.Second, 100*time.Millisecond, func() error {
-		if got, raw := pendingOf(t, c, bob); !reflect.DeepEqual(got, caughtUp) {
-			return fmt.Errorf("chatctl pending bob after his ack of seq 4 through the restarted h2: %s", raw)
-		}
-		return nil
-	})
+	ackThenPending(t, c, b2, bob, ops.ID, 4, caughtUp)
 	checkPendingTable(t, c, bob, caughtUp)
 	CheckFor(t, 2*time.Second, 50*time.Millisecond, func() error { return onlyConn(t, c, bob, b2.Hello) })
 }
