@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	goredis "github.com/redis/go-redis/v9"
@@ -318,6 +319,214 @@ func TestBrowserSessionEnd(t *testing.T) {
 	}
 	cancelClick()
 	expectLoginScreen(tab, t, "after an API call answered 401", &watch)
+}
+
+// TestBrowserStaleUnauthorized checks that a 401 answering a request of an ended session
+// does not end the session the user has since logged in to. dave asks for a new
+// conversation; the request is held in the browser while his session is logged out
+// elsewhere, then sent with the dead session's cookie, and its answer (401) is held until
+// he has logged in again. Once it arrives he must stay in the app, connected and able to
+// send.
+func TestBrowserStaleUnauthorized(t *testing.T) {
+	exe := chromiumPath(t)
+	c := startDev(t)
+	hosts := c.HostURLs()
+	tab := newBrowser(t, exe, 60*time.Second)
+
+	var watch afterClose
+	if err := chromedp.Listen(tab, watch.listen); err != nil {
+		t.Fatal(err)
+	}
+	hold := newHoldCreate(tab)
+	if err := chromedp.Listen(tab, hold.listen); err != nil {
+		t.Fatal(err)
+	}
+
+	register(tab, t, hosts[0], "dave")
+	if _, err := chromedp.Run(tab, chromedp.Evaluate[bool](`window.sameDocument = true`)); err != nil {
+		t.Fatal(err)
+	}
+	within(tab, t, "dave creates a thread and sends",
+		chromedp.SendKeys(chromedp.ID("new-thread-name"), "standup"),
+		chromedp.Click(chromedp.ID("new-thread-submit")),
+		chromedp.WaitVisible(chromedp.ID("composer")),
+		chromedp.SendKeys(chromedp.ID("composer"), "first session\n"),
+		chromedp.WaitVisible(chromedp.Search(ownSent("first session"))),
+	)
+
+	// Only the conversation list's path is intercepted: the refreshes (GET) go straight
+	// on, the creation (POST) is held before it leaves the browser.
+	if _, err := chromedp.Call(tab, fetch.Enable, fetch.EnableParams{
+		Patterns: []*fetch.RequestPattern{{URLPattern: "*/api/v1/threads"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	within(tab, t, "dave asks for another conversation",
+		chromedp.SendKeys(chromedp.ID("new-thread-name"), "retro"),
+		chromedp.Click(chromedp.ID("new-thread-submit")),
+	)
+	req := holdWait(t, "the creation request is paused", hold.request)
+
+	token := sessionToken(tab, t, hosts[0])
+	watch.arm()
+	logout(t, hosts[1], token)
+	expectLoginScreen(tab, t, "after a logout elsewhere", &watch)
+
+	// The browser still holds the dead session's cookie (the logout was not its own), so
+	// the request now leaves with it; its answer is held in turn.
+	if _, err := chromedp.Call(tab, fetch.ContinueRequest, fetch.ContinueRequestParams{
+		RequestID: req.RequestID, InterceptResponse: new(true),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	res := holdWait(t, "the answer to the creation is paused", hold.response)
+	if res.ResponseStatusCode != http.StatusUnauthorized {
+		t.Fatalf("the server answered the dead session's request %d, want 401", res.ResponseStatusCode)
+	}
+
+	within(tab, t, "dave logs in again and opens his thread",
+		signIn("dave", "login-submit"),
+		chromedp.Click(chromedp.Search(threadNamed("standup"))),
+		chromedp.WaitVisible(chromedp.Search(messageWith("first session"))),
+	)
+
+	// The stale 401 reaches the page now.
+	if _, err := chromedp.Call(tab, fetch.ContinueResponse, fetch.ContinueResponseParams{RequestID: res.RequestID}); err != nil {
+		t.Fatal(err)
+	}
+	if got := holdWait(t, "the page receives the stale answer", hold.delivered); got != http.StatusUnauthorized {
+		t.Fatalf("the page received status %d for the stale request, want 401", got)
+	}
+	if sent, old := hold.sentCookie(), httpapi.CookieName+"="+token; !strings.Contains(sent, old) {
+		t.Fatalf("the stale request was sent with cookie %q, want the ended session's %q", sent, old)
+	}
+	time.Sleep(2 * time.Second) // a return to the login screen would come within this
+	type screen struct {
+		LoginHidden, AppHidden, SameDocument bool
+		Footer, Error                        string
+	}
+	got, err := chromedp.Run(tab, chromedp.Evaluate[screen](`({
+		LoginHidden: document.getElementById('login-view').hidden,
+		AppHidden: document.getElementById('app-view').hidden,
+		SameDocument: window.sameDocument === true,
+		Footer: document.getElementById('host-footer').dataset.state,
+		Error: document.getElementById('error-banner').hidden ? '' : document.getElementById('error').textContent,
+	})`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.LoginHidden || got.AppHidden || got.Footer != "connected" || got.Error != "" || !got.SameDocument {
+		t.Fatalf("2 s after the stale 401: %+v; want the app only, connected, without an error, in the same document", got)
+	}
+	within(tab, t, "dave sends in his new session",
+		chromedp.SendKeys(chromedp.ID("composer"), "second session\n"),
+		chromedp.WaitVisible(chromedp.Search(ownSent("second session"))),
+	)
+	if err := hold.failed(); err != nil {
+		t.Errorf("letting an intercepted request go on: %v", err)
+	}
+}
+
+// holdCreate holds the first conversation creation (POST /threads) the page sends while
+// the Fetch domain intercepts, and lets every other intercepted request go on at once.
+type holdCreate struct {
+	ctx       context.Context
+	request   chan *fetch.EventRequestPaused // the creation, paused before it is sent
+	response  chan *fetch.EventRequestPaused // its answer, paused before the page has it
+	delivered chan int64                     // its status, once the page has the whole answer
+
+	mu      sync.Mutex
+	held    fetch.RequestID
+	network network.RequestID
+	status  int64
+	cookie  string // the Cookie header it was sent with
+	err     error
+}
+
+func newHoldCreate(ctx context.Context) *holdCreate {
+	return &holdCreate{
+		ctx:       ctx,
+		request:   make(chan *fetch.EventRequestPaused, 1),
+		response:  make(chan *fetch.EventRequestPaused, 1),
+		delivered: make(chan int64, 1),
+	}
+}
+
+// listen is a chromedp.Listen callback; the commands it needs run on goroutines of their
+// own, since a command run here would wait for the loop it blocks.
+func (h *holdCreate) listen(ev any) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch ev := ev.(type) {
+	case *fetch.EventRequestPaused:
+		switch {
+		case h.held == "" && ev.Request.Method == http.MethodPost:
+			h.held, h.network = ev.RequestID, ev.NetworkID
+			h.request <- ev
+		case ev.RequestID == h.held && (ev.ResponseStatusCode != 0 || ev.ResponseErrorReason != ""):
+			select {
+			case h.response <- ev:
+			default:
+			}
+		default:
+			go h.pass(ev.RequestID)
+		}
+	case *network.EventRequestWillBeSentExtraInfo:
+		if h.network != "" && ev.RequestID == h.network {
+			for k, v := range ev.Headers {
+				if strings.EqualFold(k, "Cookie") {
+					h.cookie = fmt.Sprint(v)
+				}
+			}
+		}
+	case *network.EventResponseReceived:
+		if h.network != "" && ev.RequestID == h.network {
+			h.status = ev.Response.Status
+		}
+	case *network.EventLoadingFinished:
+		if h.network != "" && ev.RequestID == h.network {
+			select {
+			case h.delivered <- h.status:
+			default:
+			}
+		}
+	}
+}
+
+func (h *holdCreate) pass(id fetch.RequestID) {
+	_, err := chromedp.Call(h.ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: id})
+	if err != nil && h.ctx.Err() == nil {
+		h.mu.Lock()
+		if h.err == nil {
+			h.err = err
+		}
+		h.mu.Unlock()
+	}
+}
+
+func (h *holdCreate) sentCookie() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.cookie
+}
+
+func (h *holdCreate) failed() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.err
+}
+
+// holdWait takes the next value from ch, failing the test if none comes within 10 s.
+func holdWait[T any](t *testing.T, what string, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: nothing within 10 s", what)
+	}
+	var zero T
+	return zero
 }
 
 // within runs the actions with a deadline of their own, so a screen that never comes fails

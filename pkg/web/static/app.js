@@ -260,6 +260,7 @@ class ApiError extends Error {
 // api calls the JSON API. A 401 (unless opts.auth is false, as for login itself) ends the
 // session and returns to the login screen; the thrown error is then marked handled.
 async function api(method, path, body, opts = {}) {
+  const s0 = S;
   const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
@@ -286,7 +287,9 @@ async function api(method, path, body, opts = {}) {
       e.message || `${res.status} ${res.statusText}`, e.details, res.headers.get('Retry-After'));
     if (res.status === 401 && opts.auth !== false) {
       err.handled = true;
-      if (S.me) toLogin('Your session has ended. Please log in again.');
+      // A request still in flight when its session ended may be answered after the user
+      // has logged in again: that 401 is about the old session, not the new one.
+      if (S === s0 && S.me) toLogin('Your session has ended. Please log in again.');
     }
     throw err;
   }
