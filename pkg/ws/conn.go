@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -73,6 +74,10 @@ type Conn struct {
 	q       queue
 	done    chan struct{}
 	closing sync.Once
+	// lingerUntil (unix nanos, set by finish) is when a closing socket stops waiting
+	// for its peer's close frame: fixed, so that pongs the peer keeps sending cannot
+	// push it back.
+	lingerUntil atomic.Int64
 	// Guarded by q.mu, and released by Close: the timer that pings the client every
 	// PingInterval (see ping), and the cancel functions of the contexts catch-up and
 	// the client's requests run under. Those contexts are made when needed and
@@ -234,16 +239,25 @@ func (c *Conn) finish(code int, reason string) {
 	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), dl)
 	// The reader ends the connection (awaitPeerClose) once the peer answers the close
 	// frame, or closeLinger from now.
-	_ = c.ws.SetReadDeadline(time.Now().Add(closeLinger))
+	c.lingerUntil.Store(time.Now().Add(closeLinger).UnixNano())
+	c.extendRead(0)
 }
 
 // extendRead gives the peer d more to send something. A closing socket's peer gets
-// closeLinger from now instead: finish may have set that deadline just before.
+// until lingerUntil instead, however often this is called; finish may have set that
+// deadline just before.
 func (c *Conn) extendRead(d time.Duration) {
-	_ = c.ws.SetReadDeadline(time.Now().Add(d))
-	if c.closed() {
-		_ = c.ws.SetReadDeadline(time.Now().Add(closeLinger))
+	if !c.closed() {
+		_ = c.ws.SetReadDeadline(time.Now().Add(d))
+		if !c.closed() {
+			return
+		}
 	}
+	until := c.lingerUntil.Load()
+	if until == 0 { // finish is about to set it
+		until = time.Now().Add(closeLinger).UnixNano()
+	}
+	_ = c.ws.SetReadDeadline(time.Unix(0, until))
 }
 
 // awaitPeerClose ends the connection once the peer has answered the close frame (or
