@@ -1379,6 +1379,31 @@ func TestNewThreadFirstMessages(t *testing.T) {
 			}
 			return nil
 		})
+		// Each sender gets the other's message, and never its own as a `message`: the
+		// other's, in a thread its socket had not seen, is filled from the store, and
+		// the fill must leave out what this connection was answered `sent` for
+		// (section 3).
+		for _, s := range []struct {
+			dev       *Client
+			own, peer string
+		}{{a, ida, idc}, {cs, idc, ida}} {
+			s.dev.WaitFor(t, 5*time.Second, func([]Frame) error {
+				var ids []string
+				for _, m := range s.dev.Messages(th.ID) {
+					ids = append(ids, m.ClientMsgID)
+				}
+				if slices.Contains(ids, s.own) {
+					return fmt.Errorf("thread %d: the socket that sent %s got it back as a message (it has %v)", i, s.own, ids)
+				}
+				if !slices.Contains(ids, s.peer) {
+					return fmt.Errorf("thread %d: %s has not reached the socket that sent %s", i, s.peer, s.own)
+				}
+				return nil
+			})
+			if ids := s.dev.Messages(th.ID); len(ids) != 1 {
+				t.Fatalf("thread %d: the socket that sent %s has %d messages, want only %s", i, s.own, len(ids), s.peer)
+			}
+		}
 	}
 }
 

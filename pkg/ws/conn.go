@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -103,7 +104,18 @@ type Conn struct {
 	held     map[string][]heldMsg
 	heldN    int
 	heldFrom time.Time // when the oldest held message arrived
+	// own lists, per thread, the seqs of this socket's own messages (answered `sent`)
+	// that its position could not take: sent while catching up, or in a thread it had
+	// not seen yet (a new conversation). A fill or catch-up that later brings them from
+	// the store skips them: the sending connection gets `sent`, never `message`
+	// (contract section 3).
+	own  map[string][]int64
+	ownN int
 }
+
+// maxOwn bounds a socket's own list; past it, a fill may give the sender its own
+// message, which clients drop by id anyway.
+const maxOwn = 64
 
 // heldMsg is a message waiting for its predecessors.
 type heldMsg struct {
@@ -606,12 +618,49 @@ func (c *Conn) noteSent(m *chat.Message) {
 	defer c.mu.Unlock()
 	last, known := c.lastSeq[m.ThreadID]
 	switch {
-	case c.syncing || !known || m.Seq <= last:
+	case c.syncing || !known:
+		c.noteOwnLocked(m.ThreadID, m.Seq)
+	case m.Seq <= last:
 	case m.Seq == last+1:
 		c.advanceLocked(m.ThreadID, m.Seq, nil)
 	default:
 		c.holdLocked(m.ThreadID, m.Seq, nil)
 	}
+}
+
+func (c *Conn) noteOwnLocked(threadID string, seq int64) {
+	if c.ownN >= maxOwn {
+		return
+	}
+	if c.own == nil {
+		c.own = map[string][]int64{}
+	}
+	c.own[threadID] = append(c.own[threadID], seq)
+	c.ownN++
+}
+
+// takeOwnLocked reports whether seq is one of the socket's own messages in the thread
+// (see Conn.own), and forgets it.
+func (c *Conn) takeOwnLocked(threadID string, seq int64) bool {
+	seqs := c.own[threadID]
+	i := slices.Index(seqs, seq)
+	if i < 0 {
+		return false
+	}
+	if len(seqs) == 1 {
+		delete(c.own, threadID)
+	} else {
+		c.own[threadID] = slices.Delete(seqs, i, i+1)
+	}
+	c.ownN--
+	return true
+}
+
+// takeOwn is takeOwnLocked for catch-up, which does not hold c.mu.
+func (c *Conn) takeOwn(threadID string, seq int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ownN > 0 && c.takeOwnLocked(threadID, seq)
 }
 
 // advanceLocked queues f (nil: nothing to queue) as seq, then every held message that
@@ -727,6 +776,9 @@ func (c *Conn) queueInOrder(threadID string, msgs []chat.Message) {
 				f, own = h.f, h.f == nil
 				break
 			}
+		}
+		if f == nil && !own && c.ownN > 0 {
+			own = c.takeOwnLocked(threadID, m.Seq)
 		}
 		if f == nil && !own {
 			f = newFrame("message", EncodeMessage(m))

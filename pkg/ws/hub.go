@@ -801,6 +801,9 @@ func (h *Hub) push(ctx context.Context, c *Conn, threadID string, from, upTo int
 			break
 		}
 		for i := range msgs {
+			if c.takeOwn(threadID, msgs[i].Seq) {
+				continue // sent from this socket while it caught up: it had `sent`
+			}
 			// Leave a quarter of the queue free for what the socket's own requests
 			// bring (sent, pong, sync_result, error), which is queued without waiting:
 			// a full queue would close with 1013 a client that reads at its link's pace
