@@ -253,43 +253,49 @@ func TestBrowserChat(t *testing.T) {
 	}
 }
 
+// signedInTab starts a dev cluster and a browser tab in which user has registered,
+// created thread and sent first in it. The returned afterClose records what the page
+// sends once its socket closes, and window.sameDocument is set, so a reload shows.
+func signedInTab(t *testing.T, budget time.Duration, user, thread, first string) (*devCluster, []string, context.Context, *afterClose) {
+	t.Helper()
+	exe := chromiumPath(t)
+	c := startDev(t)
+	hosts := c.HostURLs()
+	tab := newBrowser(t, exe, budget)
+	watch := &afterClose{}
+	if err := chromedp.Listen(tab, watch.listen); err != nil {
+		t.Fatal(err)
+	}
+	register(tab, t, hosts[0], user)
+	if _, err := chromedp.Run(tab, chromedp.Evaluate[bool](`window.sameDocument = true`)); err != nil {
+		t.Fatal(err)
+	}
+	within(tab, t, user+" creates a thread and sends",
+		chromedp.SendKeys(chromedp.ID("new-thread-name"), thread),
+		chromedp.Click(chromedp.ID("new-thread-submit")),
+		chromedp.WaitVisible(chromedp.ID("composer")),
+		chromedp.SendKeys(chromedp.ID("composer"), first+"\n"),
+		chromedp.WaitVisible(chromedp.Search(ownSent(first))),
+	)
+	return c, hosts, tab, watch
+}
+
 // TestBrowserSessionEnd checks what a signed-in user of the web client sees when the
 // session ends under it: logged out elsewhere (the server closes its sockets with 4001)
 // or lost by Redis (the next API call is answered 401), the page goes back to the login
 // screen in place, says that the session ended and stops reconnecting; logging in again
 // there brings back a connected app with the user's conversations.
 func TestBrowserSessionEnd(t *testing.T) {
-	exe := chromiumPath(t)
-	c := startDev(t)
-	hosts := c.HostURLs()
-	tab := newBrowser(t, exe, 90*time.Second)
-
-	var watch afterClose
-	if err := chromedp.Listen(tab, watch.listen); err != nil {
-		t.Fatal(err)
-	}
-
-	register(tab, t, hosts[0], "carol")
-	// Gone after a page load: proves the login screen came without a reload.
-	if _, err := chromedp.Run(tab, chromedp.Evaluate[bool](`window.sameDocument = true`)); err != nil {
-		t.Fatal(err)
-	}
-	within(tab, t, "carol creates a thread and sends",
-		chromedp.SendKeys(chromedp.ID("new-thread-name"), "lunch plans"),
-		chromedp.Click(chromedp.ID("new-thread-submit")),
-		chromedp.WaitVisible(chromedp.ID("composer")),
-		chromedp.SendKeys(chromedp.ID("composer"), "before the logout\n"),
-		// No pause: the client's ack (50 ms after sent) may still be on its way as the
-		// session ends. The host used to close the TCP connection with it unread, and
-		// the reset that caused destroyed the 4001 in about one run in a dozen.
-		chromedp.WaitVisible(chromedp.Search(ownSent("before the logout"))),
-	)
+	// No pause after the send: the client's ack (50 ms after sent) may still be on its
+	// way as the session ends. The host used to close the TCP connection with it unread,
+	// and the reset that caused destroyed the 4001 in about one run in a dozen.
+	c, hosts, tab, watch := signedInTab(t, 90*time.Second, "carol", "lunch plans", "before the logout")
 
 	// The session is logged out from another host, with the browser's own cookie.
 	token := sessionToken(tab, t, hosts[0])
 	watch.arm()
 	logout(t, hosts[1], token)
-	expectLoginScreen(tab, t, "after a logout elsewhere", &watch)
+	expectLoginScreen(tab, t, "after a logout elsewhere", watch)
 
 	within(tab, t, "carol logs in again and finds her thread",
 		signIn("carol", "login-submit"),
@@ -318,7 +324,7 @@ func TestBrowserSessionEnd(t *testing.T) {
 		t.Logf("carol could not start another conversation (%v); another API call met the 401 first", err)
 	}
 	cancelClick()
-	expectLoginScreen(tab, t, "after an API call answered 401", &watch)
+	expectLoginScreen(tab, t, "after an API call answered 401", watch)
 }
 
 // TestBrowserStaleUnauthorized checks that a 401 answering a request of an ended session
@@ -328,31 +334,11 @@ func TestBrowserSessionEnd(t *testing.T) {
 // he has logged in again. Once it arrives he must stay in the app, connected and able to
 // send.
 func TestBrowserStaleUnauthorized(t *testing.T) {
-	exe := chromiumPath(t)
-	c := startDev(t)
-	hosts := c.HostURLs()
-	tab := newBrowser(t, exe, 60*time.Second)
-
-	var watch afterClose
-	if err := chromedp.Listen(tab, watch.listen); err != nil {
-		t.Fatal(err)
-	}
+	_, hosts, tab, watch := signedInTab(t, 60*time.Second, "dave", "standup", "first session")
 	hold := newHoldCreate(tab)
 	if err := chromedp.Listen(tab, hold.listen); err != nil {
 		t.Fatal(err)
 	}
-
-	register(tab, t, hosts[0], "dave")
-	if _, err := chromedp.Run(tab, chromedp.Evaluate[bool](`window.sameDocument = true`)); err != nil {
-		t.Fatal(err)
-	}
-	within(tab, t, "dave creates a thread and sends",
-		chromedp.SendKeys(chromedp.ID("new-thread-name"), "standup"),
-		chromedp.Click(chromedp.ID("new-thread-submit")),
-		chromedp.WaitVisible(chromedp.ID("composer")),
-		chromedp.SendKeys(chromedp.ID("composer"), "first session\n"),
-		chromedp.WaitVisible(chromedp.Search(ownSent("first session"))),
-	)
 
 	// Only the conversation list's path is intercepted: the refreshes (GET) go straight
 	// on, the creation (POST) is held before it leaves the browser.
@@ -370,7 +356,7 @@ func TestBrowserStaleUnauthorized(t *testing.T) {
 	token := sessionToken(tab, t, hosts[0])
 	watch.arm()
 	logout(t, hosts[1], token)
-	expectLoginScreen(tab, t, "after a logout elsewhere", &watch)
+	expectLoginScreen(tab, t, "after a logout elsewhere", watch)
 
 	// The browser still holds the dead session's cookie (the logout was not its own), so
 	// the request now leaves with it; its answer is held in turn.

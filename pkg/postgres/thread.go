@@ -454,26 +454,17 @@ WHERE tm.user_id = ?`
 // Memberships lists the user's position (acked, read and last seq) in each of their
 // threads, newest activity first. A user in no thread gets an empty list.
 func (d *DB) Memberships(ctx context.Context, userID string) ([]chat.Membership, error) {
-	ms := []chat.Membership{}
 	if !chat.ValidID(userID) {
-		return ms, nil
+		return []chat.Membership{}, nil
 	}
-	rows, err := d.gdb.WithContext(ctx).Raw(membershipSQL+newestActivityFirst, userID).Rows()
-	if err != nil {
+	by := map[string][]chat.Membership{}
+	if err := d.membershipsOf(ctx, []string{userID}, by); err != nil {
 		return nil, fmt.Errorf("memberships of user %s: %w", userID, err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var m chat.Membership
-		if err := rows.Scan(&m.ThreadID, &m.ThreadName, &m.AckedSeq, &m.ReadSeq, &m.LastSeq); err != nil {
-			return nil, fmt.Errorf("memberships of user %s: %w", userID, err)
-		}
-		ms = append(ms, m)
+	if by[userID] == nil {
+		return []chat.Membership{}, nil
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("memberships of user %s: %w", userID, err)
-	}
-	return ms, nil
+	return by[userID], nil
 }
 
 // membershipsChunk bounds the users of one MembershipsOf query (DB.membershipsChunk
