@@ -90,6 +90,11 @@ type Hub struct {
 
 	heldMu sync.Mutex
 	heldBy map[*Conn]struct{} // sockets holding messages back for a gap
+	// ended holds the sessions DisconnectSession ended here in the last endedFor, so
+	// that a socket whose upgrade authenticated just before the logout, and joins
+	// after DisconnectSession looked, is closed too (start checks after add).
+	endedMu sync.Mutex
+	ended   map[string]time.Time
 	// admitMu orders each socket's conns.Add before Drain's Wait, as WaitGroup
 	// requires: a socket admitted before draining began is waited for, and none is
 	// admitted after.
@@ -118,7 +123,8 @@ func NewHub(cfg HubConfig, svc *chat.Service, registry Registry, acks *chat.AckB
 	if cfg.PongTimeout == 0 {
 		cfg.PongTimeout = 60 * time.Second
 	}
-	h := &Hub{cfg: cfg, svc: svc, registry: registry, acks: acks, metrics: m, log: log, stageWrite: m.Stage.WithLabelValues("write"), linger: writerLinger}
+	h := &Hub{cfg: cfg, svc: svc, registry: registry, acks: acks, metrics: m, log: log, stageWrite: m.Stage.WithLabelValues("write"), linger: writerLinger,
+		ended: map[string]time.Time{}}
 	for i := range h.shards {
 		h.shards[i].users = map[string]map[string]*Conn{}
 		h.shards[i].upgrading = map[string]int{}
@@ -544,8 +550,19 @@ func contains(ss []string, s string) bool {
 	return false
 }
 
-// DisconnectSession closes every socket of a session here with 4001.
+// endedFor bounds the time from an upgrade's authentication to its socket joining the
+// hub (a Redis round trip, the handshake's write): a logout in that gap is remembered
+// this long.
+const endedFor = 30 * time.Second
+
+// DisconnectSession closes every socket of a session here with 4001, and any that
+// joins within endedFor.
 func (h *Hub) DisconnectSession(hash string) int {
+	// Remembered before the scan: a socket added after the scan looked at its shard
+	// was added after this, and start finds the session here.
+	h.endedMu.Lock()
+	h.ended[hash] = time.Now()
+	h.endedMu.Unlock()
 	n := 0
 	h.each(func(c *Conn) {
 		if c.sess.Hash == hash {
@@ -565,9 +582,25 @@ func (h *Hub) DisconnectUser(userID string) int {
 	return len(cs)
 }
 
+// sessionEnded reports whether DisconnectSession ended the session lately.
+func (h *Hub) sessionEnded(hash string) bool {
+	h.endedMu.Lock()
+	defer h.endedMu.Unlock()
+	_, ok := h.ended[hash]
+	return ok
+}
+
 // ExpireSessions closes sockets whose session has expired (4001). The host calls it
 // every second, so expiry ends access within the contract's bound without asking Redis.
+// It also forgets the sessions ended more than endedFor ago.
 func (h *Hub) ExpireSessions(now time.Time) {
+	h.endedMu.Lock()
+	for hash, at := range h.ended {
+		if now.Sub(at) > endedFor {
+			delete(h.ended, hash)
+		}
+	}
+	h.endedMu.Unlock()
 	h.each(func(c *Conn) {
 		if !c.sess.ExpiresAt.IsZero() && !now.Before(c.sess.ExpiresAt) {
 			c.Close(CloseSessionEnded, "session expired")
@@ -705,6 +738,9 @@ func (h *Hub) start(c *Conn) {
 	h.add(c)
 	if h.draining.Load() { // lost a race with Drain
 		c.Close(CloseHostShutdown, "host shutting down")
+	}
+	if h.sessionEnded(c.sess.Hash) { // lost a race with a logout
+		c.Close(CloseSessionEnded, "session ended")
 	}
 	// The socket outlives the upgrade request: catch-up runs under a context of its
 	// own, which Close cancels.
