@@ -79,6 +79,14 @@ type Host struct {
 	DeliverBatch bool `json:"deliver_batch,omitempty"`
 }
 
+// Disconnect names the sockets a host must close with 4001: those of one session, or
+// every socket of one user. It is the body of the internal disconnect call, and the
+// record a host takes from the presence store when that call could not reach it.
+type Disconnect struct {
+	SessionHash string `json:"session_hash,omitempty"`
+	UserID      string `json:"user_id,omitempty"`
+}
+
 // Membership is one member's position in one thread, as catch-up and `chatctl pending`
 // need it.
 type Membership struct {

@@ -138,6 +138,11 @@ type PresenceStore interface {
 	AddHandoff(ctx context.Context, hostID, threadID string, seq int64) error
 	// TakeHandoffs returns and clears the records left for hostID: thread -> max seq.
 	TakeHandoffs(ctx context.Context, hostID string) (map[string]int64, error)
+	// AddDisconnect records that hostID must still close the sockets d names: the
+	// disconnect call to it failed. It reads its records with TakeDisconnects.
+	AddDisconnect(ctx context.Context, hostID string, d Disconnect) error
+	// TakeDisconnects returns and clears the records left for hostID.
+	TakeDisconnects(ctx context.Context, hostID string) ([]Disconnect, error)
 	// Ping checks Redis answers.
 	Ping(ctx context.Context) error
 }

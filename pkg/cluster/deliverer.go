@@ -708,20 +708,22 @@ func (d *Deliverer) DeliverTyping(ctx context.Context, threadID, userID string, 
 
 // DisconnectSession implements chat.Deliverer: this host's sockets of the session and
 // every other live host's are closed with 4001 before it returns (or its deadline).
+// A host the call cannot reach gets a record in Redis instead, which it takes within
+// a second of reaching Redis (Node), so a cut link cannot keep a logged-out session's
+// sockets open.
 func (d *Deliverer) DisconnectSession(ctx context.Context, sessionHash string) error {
 	d.hub.DisconnectSession(sessionHash)
-	body, _ := json.Marshal(map[string]string{"session_hash": sessionHash})
-	return d.broadcast(ctx, PathDisconnect, body)
+	return d.broadcastDisconnect(ctx, chat.Disconnect{SessionHash: sessionHash})
 }
 
-// DisconnectUser closes every socket of a user on every host.
+// DisconnectUser closes every socket of a user on every host, as DisconnectSession.
 func (d *Deliverer) DisconnectUser(ctx context.Context, userID string) error {
 	d.hub.DisconnectUser(userID)
-	body, _ := json.Marshal(map[string]string{"user_id": userID})
-	return d.broadcast(ctx, PathDisconnect, body)
+	return d.broadcastDisconnect(ctx, chat.Disconnect{UserID: userID})
 }
 
-func (d *Deliverer) broadcast(ctx context.Context, path string, body []byte) error {
+func (d *Deliverer) broadcastDisconnect(ctx context.Context, disc chat.Disconnect) error {
+	body, _ := json.Marshal(disc)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 1500*time.Millisecond)
 	defer cancel()
 	// Reload the view first (disconnects are rare): a host that joined within the
@@ -732,27 +734,50 @@ func (d *Deliverer) broadcast(ctx context.Context, path string, body []byte) err
 	}
 	hcancel()
 	var calls []*call
+	var failed []string // hosts that did not answer 200
 	for _, h := range d.dir.Others() {
-		c := &call{ctx: ctx, host: h, path: path, body: body, result: make(chan callResult, 1)}
+		c := &call{ctx: ctx, host: h, path: PathDisconnect, body: body, result: make(chan callResult, 1)}
 		if d.submit(c) {
 			calls = append(calls, c)
+		} else {
+			failed = append(failed, h.HostID)
 		}
 	}
 	var firstErr error
 	for _, c := range calls {
+		var r callResult
 		select {
-		case r := <-c.result:
-			if r.err == nil && r.status != http.StatusOK {
-				r.err = fmt.Errorf("%s: status %d", c.host.HostID, r.status)
-			}
-			if r.err != nil && firstErr == nil {
-				firstErr = r.err
-			}
+		case r = <-c.result:
 		case <-ctx.Done():
-			if firstErr == nil {
-				firstErr = ctx.Err()
+			select {
+			case r = <-c.result:
+			default:
+				r.err = ctx.Err()
 			}
 		}
+		if r.err == nil && r.status != http.StatusOK {
+			r.err = fmt.Errorf("status %d", r.status)
+		}
+		if r.err != nil {
+			failed = append(failed, c.host.HostID)
+			if firstErr == nil {
+				firstErr = fmt.Errorf("%s: %w", c.host.HostID, r.err)
+			}
+		}
+	}
+	if len(failed) == 0 {
+		return firstErr
+	}
+	// The broadcast's own deadline may be spent: the records get a second of their own.
+	octx, ocancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer ocancel()
+	for _, hostID := range failed {
+		if err := d.presence.AddDisconnect(octx, hostID, disc); err != nil {
+			d.log.Error("disconnect could not reach a host nor be recorded for it; its sockets stay open until the session expires",
+				"host", hostID, "err", err)
+			continue
+		}
+		d.log.Warn("disconnect could not reach a host; recorded for it to take", "host", hostID, "err", firstErr)
 	}
 	return firstErr
 }

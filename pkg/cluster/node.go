@@ -203,6 +203,7 @@ func (n *Node) Run(ctx context.Context) {
 			n.hub.ExpireSessions(now)
 			n.refresh(ctx)
 			n.repair(ctx)
+			n.disconnectOwed(ctx)
 		case <-prune.C:
 			n.prune(ctx)
 		}
@@ -284,6 +285,26 @@ func (n *Node) repair(ctx context.Context) {
 		n.hub.Repair(rctx, threadID, seq)
 	}
 	n.log.Info("repaired missed hand-offs", "threads", len(todo))
+}
+
+// disconnectOwed closes the sockets of logouts whose disconnect call could not reach
+// this host (contract section 3: a logout ends its sockets on every host).
+func (n *Node) disconnectOwed(ctx context.Context) {
+	tctx, cancel := context.WithTimeout(ctx, time.Second)
+	todo, err := n.presence.TakeDisconnects(tctx, n.cfg.Self.HostID)
+	cancel()
+	if err != nil || len(todo) == 0 {
+		return
+	}
+	closed := 0
+	for _, d := range todo {
+		if d.SessionHash != "" {
+			closed += n.hub.DisconnectSession(d.SessionHash)
+		} else {
+			closed += n.hub.DisconnectUser(d.UserID)
+		}
+	}
+	n.log.Info("took disconnects other hosts could not send", "records", len(todo), "closed", closed)
 }
 
 // Leave removes this host's presence entries and registration (drain, after the

@@ -47,6 +47,9 @@ func (s *registrationStore) Hosts(context.Context) ([]chat.Host, error) { return
 func (s *registrationStore) TakeHandoffs(context.Context, string) (map[string]int64, error) {
 	return nil, nil
 }
+func (s *registrationStore) TakeDisconnects(context.Context, string) ([]chat.Disconnect, error) {
+	return nil, nil
+}
 
 // idleHub is a hub with no sockets.
 type idleHub struct{ localHub }

@@ -57,10 +57,7 @@ func NewInternalHandler(hub localHub, signer *Signer, enablePprof bool, log *slo
 		_, _ = w.Write(out)
 	})
 	mux.HandleFunc("POST "+PathDisconnect, func(w http.ResponseWriter, r *http.Request) {
-		var b struct {
-			SessionHash string `json:"session_hash"`
-			UserID      string `json:"user_id"`
-		}
+		var b chat.Disconnect
 		if err := json.NewDecoder(r.Body).Decode(&b); err != nil || (b.SessionHash == "") == (b.UserID == "") {
 			writeError(w, http.StatusBadRequest, chat.EInvalid, "want {session_hash} or {user_id}")
 			return

@@ -1061,6 +1061,43 @@ func TestLogoutClosesSockets(t *testing.T) {
 	}
 }
 
+// TestLogoutReachesAHostOutOfReach: a logout ends the session's sockets on a host whose
+// internal link is down, within 2 s of the logout answer, as on every other host: the
+// link refusing connections (cut) and the link going silent (frozen, so the call waits
+// for its deadline). Before the host could take a record of it from Redis, such a
+// socket stayed open, sending and receiving, until the session would have expired.
+func TestLogoutReachesAHostOutOfReach(t *testing.T) {
+	t.Parallel()
+	p := NewProxy(t, "")
+	c := StartCluster(t, 2, Options{HostEnv: map[int]map[string]string{1: {"CHAT_INTERNAL_URL": p.URL()}}})
+	h1, h2 := c.Hosts[0], c.Hosts[1]
+	p.SetTarget(h2.InternalAddr())
+	for _, fault := range []struct {
+		name       string
+		down, back func()
+	}{
+		{"cut", p.Cut, p.Restore},
+		{"silent", p.Freeze, p.Unfreeze},
+	} {
+		user := NewUser(t, h1, "u"+fault.name)
+		s1 := DialSynced(t, h1, user)
+		s2 := DialSynced(t, h2, user)
+		fault.down()
+		st, raw := API(t, http.MethodPost, h1.PublicURL()+"/api/v1/auth/logout", user.Token, nil, nil)
+		if st != http.StatusNoContent {
+			t.Fatalf("%s: logout: %d %s", fault.name, st, raw)
+		}
+		answered := time.Now()
+		for _, s := range []*Client{s1, s2} {
+			if code := s.WaitClosed(t, 2*time.Second-time.Since(answered)); code != 4001 {
+				t.Errorf("%s: socket on %s closed with %d, want 4001", fault.name, s.HostID, code)
+			}
+		}
+		t.Logf("%s: both sockets closed %v after the logout answer", fault.name, time.Since(answered).Round(time.Millisecond))
+		fault.back()
+	}
+}
+
 // TestInternalLinkCut: with the internal link to h2 cut (its CHAT_INTERNAL_URL goes
 // through a proxy), h2 stays alive and its clients connected; bob on h2 still gets all
 // 20 messages alice sends from h1, in order, within 5 s (h1 records the missed

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -256,4 +257,59 @@ func TestHandoff(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestDisconnectRecords: a host takes exactly the disconnects recorded for it, each
+// once (a logout repeated for the same session is one record), as readable JSON, and
+// an invalid record is refused before anything is written.
+func TestDisconnectRecords(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, e env) {
+		ctx := t.Context()
+		adds := []struct {
+			host string
+			d    chat.Disconnect
+		}{
+			{"h1", chat.Disconnect{SessionHash: "s1"}},
+			{"h1", chat.Disconnect{SessionHash: "s1"}},
+			{"h1", chat.Disconnect{UserID: "u1"}},
+			{"h2", chat.Disconnect{SessionHash: "s2"}},
+		}
+		for _, a := range adds {
+			if err := e.Store.AddDisconnect(ctx, a.host, a.d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, bad := range []chat.Disconnect{{}, {SessionHash: "s", UserID: "u"}} {
+			if err := e.Store.AddDisconnect(ctx, "h3", bad); err == nil {
+				t.Errorf("AddDisconnect(%+v) = nil, want an error", bad)
+			}
+		}
+		if n, _ := e.Client.Exists(ctx, e.Prefix+"disconnect:h3").Result(); n != 0 {
+			t.Errorf("an invalid record wrote disconnect:h3")
+		}
+		ttl, err := e.Client.TTL(ctx, e.Prefix+"disconnect:h1").Result()
+		if err != nil || ttl <= redis.HandoffTTL-time.Minute || ttl > redis.HandoffTTL {
+			t.Fatalf("ttl %v, %v; want about %v", ttl, err, redis.HandoffTTL)
+		}
+		raw, err := e.Client.SMembers(ctx, e.Prefix+"disconnect:h1").Result()
+		slices.Sort(raw)
+		if err != nil || !slices.Equal(raw, []string{`{"session_hash":"s1"}`, `{"user_id":"u1"}`}) {
+			t.Fatalf("disconnect:h1 holds %q, %v; want the two records as JSON", raw, err)
+		}
+		got, err := e.Store.TakeDisconnects(ctx, "h1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(got, func(a, b chat.Disconnect) int { return strings.Compare(a.SessionHash+a.UserID, b.SessionHash+b.UserID) })
+		if want := []chat.Disconnect{{SessionHash: "s1"}, {UserID: "u1"}}; !slices.Equal(got, want) {
+			t.Fatalf("h1 took %+v, want %+v", got, want)
+		}
+		if again, err := e.Store.TakeDisconnects(ctx, "h1"); err != nil || len(again) != 0 {
+			t.Fatalf("second take %+v, %v; want nothing", again, err)
+		}
+		if other, err := e.Store.TakeDisconnects(ctx, "h2"); err != nil || !slices.Equal(other, []chat.Disconnect{{SessionHash: "s2"}}) {
+			t.Fatalf("h2 took %+v, %v; want its own record", other, err)
+		}
+	})
 }

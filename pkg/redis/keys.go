@@ -29,6 +29,9 @@ package redis
 //	handoff:<host_id>       HASH     120 s, renewed on each add   AddHandoff (a sender that could not reach the host);
 //	                                                              TakeHandoffs (the host, reads and deletes)
 //	    thread_id -> highest seq the host missed, decimal.
+//	disconnect:<host_id>    SET      120 s, renewed on each add   AddDisconnect (a logout whose call could not reach
+//	                                                              the host); TakeDisconnects (the host, reads and deletes)
+//	    JSON {session_hash} or {user_id}: sockets the host must still close with 4001.
 //	ratelimit:<key>         HASH     time a full refill takes     Allow (Peek only reads)
 //	    {tokens: float, ts_ms: unix ms of the last refill}: a token bucket; a missing
 //	    key is a full bucket. <key> is e.g. send:<user_id>, auth:<client addr>,
@@ -45,6 +48,7 @@ const (
 	upgradingFamily   = "upgrading:"
 	hostsKeyName      = "hosts"
 	handoffFamily     = "handoff:"
+	disconnectFamily  = "disconnect:"
 	rateLimitFamily   = "ratelimit:"
 	eventsChannelName = "presence-events"
 )
@@ -68,6 +72,10 @@ func (s *Store) lastSeenKey(userID string) string {
 func (s *Store) hostsKey() string { return s.cfg.Prefix + hostsKeyName }
 
 func (s *Store) handoffKey(hostID string) string { return s.cfg.Prefix + handoffFamily + hostID }
+
+func (s *Store) disconnectKey(hostID string) string {
+	return s.cfg.Prefix + disconnectFamily + hostID
+}
 
 func (s *Store) rateLimitKey(key string) string { return s.cfg.Prefix + rateLimitFamily + key }
 
