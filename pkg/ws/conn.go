@@ -75,6 +75,9 @@ type Conn struct {
 	q       queue
 	done    chan struct{}
 	closing sync.Once
+	// toldUnavailable: catch-up has told the client it waits for the database (the
+	// start goroutine's only), so a flapping database costs it one error frame.
+	toldUnavailable bool
 	// lingerUntil (unix nanos, set by finish) is when a closing socket stops waiting
 	// for its peer's close frame: fixed, so that pongs the peer keeps sending cannot
 	// push it back.

@@ -770,11 +770,11 @@ func (h *Hub) read(c *Conn) {
 // catchUp pushes every message after the user's acked seq in each thread, oldest first
 // in pages, then `synced`; live messages that arrived meanwhile are fetched in order.
 func (h *Hub) catchUp(ctx context.Context, c *Conn) {
-	ms, err := h.svc.Store.Memberships(ctx, c.user.ID)
-	if err != nil {
-		h.log.Warn("catch-up memberships", "conn_id", c.id, "err", err)
-		c.sendError("", chat.EUnavailable, "catch-up failed, reconnect")
-		c.Close(websocket.CloseTryAgainLater, "catch-up failed")
+	var ms []chat.Membership
+	if !h.untilStoreAnswers(ctx, c, "memberships", func(sctx context.Context) (err error) {
+		ms, err = h.svc.Store.Memberships(sctx, c.user.ID)
+		return err
+	}) {
 		return
 	}
 	pos := make(map[string]int64, len(ms))
@@ -824,13 +824,62 @@ func (h *Hub) catchUp(ctx context.Context, c *Conn) {
 	}
 }
 
+// Catch-up's waits for a database that does not answer: doubled from the first to the
+// last, with jitter, so that the sockets of a host do not all ask again at once.
+const (
+	catchUpRetryFirst = 500 * time.Millisecond
+	catchUpRetryLast  = 5 * time.Second
+)
+
+// untilStoreAnswers runs a catch-up read of the store (each try bounded by the store
+// timeout) until it succeeds, or returns false once the socket closes. A socket that
+// connects while PostgreSQL is unreachable stays open, as every socket does through
+// an outage (contract section 4.5): it is told once with `error unavailable`, and its
+// catch-up, then `synced`, waits for the database. Closing it instead would send every
+// client that connects meanwhile into a reconnect loop against a cluster that cannot
+// serve it either.
+func (h *Hub) untilStoreAnswers(ctx context.Context, c *Conn, step string, read func(context.Context) error) bool {
+	wait, told := catchUpRetryFirst, false
+	for {
+		sctx, cancel := h.svc.StoreContext(ctx)
+		err := read(sctx)
+		cancel()
+		if err == nil {
+			if told {
+				h.log.Info("catch-up resumes: the database answers", "conn_id", c.id)
+			}
+			return true
+		}
+		if ctx.Err() != nil || c.closed() {
+			return false
+		}
+		if !told {
+			told = true
+			h.log.Warn("catch-up waits for the database", "conn_id", c.id, "step", step, "err", err)
+		}
+		if !c.toldUnavailable {
+			c.toldUnavailable = true
+			c.sendError("", chat.EUnavailable, "the database is unavailable: catch-up resumes when it answers")
+		}
+		t := time.NewTimer(wait/2 + rand.N(wait/2+1)) //nolint:gosec // jitter, not a secret
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		}
+		wait = min(2*wait, catchUpRetryLast)
+	}
+}
+
 // push queues (from, upTo] of a thread in pages, waiting for queue room.
 func (h *Hub) push(ctx context.Context, c *Conn, threadID string, from, upTo int64, pos map[string]int64) bool {
 	for from < upTo {
-		msgs, _, err := h.svc.Store.MessagesAfter(ctx, threadID, from, upTo, chat.MaxPage)
-		if err != nil {
-			h.log.Warn("catch-up page", "conn_id", c.id, "thread_id", threadID, "err", err)
-			c.Close(websocket.CloseTryAgainLater, "catch-up failed")
+		var msgs []chat.Message
+		if !h.untilStoreAnswers(ctx, c, "page", func(sctx context.Context) (err error) {
+			msgs, _, err = h.svc.Store.MessagesAfter(sctx, threadID, from, upTo, chat.MaxPage)
+			return err
+		}) {
 			return false
 		}
 		if len(msgs) == 0 {
