@@ -141,8 +141,18 @@ func (s *Signer) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		body, err := readBody(r.Body, r.ContentLength, maxInternalBody+1)
-		if err != nil || len(body) > maxInternalBody {
-			writeError(w, http.StatusRequestEntityTooLarge, "too_large", "body too large")
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_request", "could not read the body")
+			return
+		}
+		if len(body) > maxInternalBody {
+			// Too large to run. Only a caller with the secret may learn that: anyone
+			// else is told its signature is wrong, as for any other body.
+			if s.verifyOversized(r, body) {
+				writeError(w, http.StatusRequestEntityTooLarge, "too_large", "body too large")
+			} else {
+				writeError(w, http.StatusUnauthorized, "bad_signature", "missing or wrong signature, or stale timestamp")
+			}
 			return
 		}
 		if err := s.Verify(r.Method, r.URL.Path, r.Header.Get(HeaderTimestamp), r.Header.Get(HeaderSignature), body); err != nil {
@@ -152,6 +162,27 @@ func (s *Signer) Middleware(next http.Handler) http.Handler {
 		r.Body = &verifiedBody{Reader: bytes.NewReader(body), data: body}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// oversizedHashed bounds how much of a body over maxInternalBody is read to check its
+// signature; a body longer still cannot be verified, and is refused as unsigned.
+const oversizedHashed = 4 * maxInternalBody
+
+// verifyOversized checks the signature of a body that starts with head, reading the
+// rest through the HMAC without keeping it.
+func (s *Signer) verifyOversized(r *http.Request, head []byte) bool {
+	var got [sha256.Size]byte
+	if _, err := hex.Decode(got[:], []byte(r.Header.Get(HeaderSignature))); err != nil {
+		return false
+	}
+	h := hmac.New(sha256.New, s.key)
+	_, _ = io.WriteString(h, r.Method+"\n"+r.URL.Path+"\n"+r.Header.Get(HeaderTimestamp)+"\n")
+	_, _ = h.Write(head)
+	n, err := io.Copy(h, io.LimitReader(r.Body, oversizedHashed-int64(len(head))+1))
+	if err != nil || int64(len(head))+n > oversizedHashed {
+		return false
+	}
+	return hmac.Equal(got[:], h.Sum(nil))
 }
 
 // verifiedBody is a request body the middleware has read and verified; handlers take

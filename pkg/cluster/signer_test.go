@@ -202,6 +202,21 @@ func TestMiddleware(t *testing.T) {
 		}
 	})
 
+	t.Run("a well-formed wrong signature over a body over the limit is 401, not 413", func(t *testing.T) {
+		t.Parallel()
+		for _, size := range []int{4<<20 + 1, 16<<20 + 1} {
+			big := bytes.Repeat([]byte("x"), size)
+			req := httptest.NewRequest("POST", "http://internal"+path, bytes.NewReader(big))
+			signerAt("another secret", now).SignRequest(req, big)
+			called := false
+			rec := httptest.NewRecorder()
+			signerAt(secret, now).Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { called = true })).ServeHTTP(rec, req)
+			if called || rec.Code != http.StatusUnauthorized {
+				t.Fatalf("%d bytes: called %v, status %d; want 401 bad_signature: only a caller with the secret learns the size limit", size, called, rec.Code)
+			}
+		}
+	})
+
 	t.Run("a body over the limit is refused unread by the handler", func(t *testing.T) {
 		t.Parallel()
 		big := bytes.Repeat([]byte("x"), 4<<20+1)
