@@ -70,9 +70,10 @@ func DecodeFrame(data []byte) (*InFrame, error) {
 			ClientMsgID any `json:"client_msg_id"`
 		}
 		_ = json.Unmarshal(data, &refs)
-		ref, _ := refs.ClientMsgID.(string)
-		if id, ok := refs.ID.(string); ok && ref == "" {
-			ref = id
+		// id wins, as for a well-formed frame (asyncapi.yaml, error.ref).
+		ref, _ := refs.ID.(string)
+		if cm, ok := refs.ClientMsgID.(string); ok && ref == "" {
+			ref = cm
 		}
 		return nil, &FrameError{Code: chat.EInvalid, Ref: ref, Message: msg}
 	}
