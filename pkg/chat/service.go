@@ -30,10 +30,12 @@ func DefaultLimits() Limits {
 	}
 }
 
-// HostDirectory tells whether a host's heartbeat is fresh. The cluster package keeps
-// that view in memory, refreshed every second, so asking is free.
+// HostDirectory tells whether a presence entry is current: its host's heartbeat is
+// fresh and the host has not restarted since the entry was written (a restart has a
+// new instance). The cluster package keeps that view in memory, refreshed every second,
+// so asking is free.
 type HostDirectory interface {
-	Alive(hostID string) bool
+	AliveInstance(hostID, instance string) bool
 }
 
 // ServiceConfig configures a Service. Zero values get the contract's defaults.
@@ -559,7 +561,7 @@ func (s *Service) PresenceOf(ctx context.Context, sess Session, ids []string) ([
 		}
 		p := Presence{UserID: id}
 		for _, c := range conns[id] {
-			if s.Hosts == nil || s.Hosts.Alive(c.HostID) {
+			if s.Hosts == nil || s.Hosts.AliveInstance(c.HostID, c.Instance) {
 				p.Online = true
 				break
 			}

@@ -350,6 +350,12 @@ func (d *Deliverer) route(ctx context.Context, threadID string, after time.Time,
 		var perHost map[string]int // host -> index in groups[host]
 		for _, c := range entries[uid] {
 			if c.HostID == d.cfg.HostID {
+				// Local sockets are written directly. An entry of this host's earlier
+				// instance (a restart) is nobody's socket: no other host would remove
+				// it where this host is the user's only sender.
+				if !d.dir.AliveInstance(c.HostID, c.Instance) {
+					stale = append(stale, c)
+				}
 				continue
 			}
 			if !d.dir.AliveInstance(c.HostID, c.Instance) && !reloaded {
@@ -477,6 +483,9 @@ func (d *Deliverer) DeliverMessage(ctx context.Context, st chat.Stored, exceptCo
 
 	t := time.Now()
 	groups, stale, fallback := d.route(ctx, msg.ThreadID, committed, recipients)
+	if len(stale) > 0 {
+		d.metrics.Deliveries.WithLabelValues("stale").Add(float64(len(stale)))
+	}
 	d.metrics.ObserveStage("presence", t)
 	if fallback {
 		// The last known hosts may not be all of them: a host that joined since gets
@@ -550,7 +559,6 @@ func (d *Deliverer) DeliverMessage(ctx context.Context, st chat.Stored, exceptCo
 		stale = append(stale, gone...)
 	}
 	if len(stale) > 0 {
-		d.metrics.Deliveries.WithLabelValues("stale").Add(float64(len(stale)))
 		if err := d.presence.RemoveConnections(ctx, stale); err != nil {
 			d.log.Warn("remove stale presence", "n", len(stale), "err", err)
 		}

@@ -81,17 +81,6 @@ func (d *Directory) freshLocked(h chat.Host) bool {
 	return now.Before(d.graceUntil) && d.graceFrom.Sub(h.LastHeartbeat) < d.ttl
 }
 
-// Alive reports whether hostID's heartbeat is fresh.
-func (d *Directory) Alive(hostID string) bool {
-	if hostID == d.self {
-		return true
-	}
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	h, ok := d.hosts[hostID]
-	return ok && d.freshLocked(h)
-}
-
 // AliveInstance reports whether an entry written by instance of hostID is current: the
 // host is alive and has not restarted since (a restart has a new instance).
 func (d *Directory) AliveInstance(hostID, instance string) bool {
