@@ -172,7 +172,7 @@ func TestDeadHostPresenceRemovedBySender(t *testing.T) {
 	}
 	CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 		if online, err := daveOnline(); err != nil || !online {
-			return fmt.Errorf("h1 does not show dave online before the kill (%v)", err)
+			return fmt.Errorf("h1 does not show dave online before the kill (%w)", err)
 		}
 		return nil
 	})
@@ -247,7 +247,7 @@ func TestDeadHostPresenceRemovedBySender(t *testing.T) {
 			return fmt.Errorf("bob's presence hash holds %v, want only his h3 socket %v", bob, want)
 		}
 		if d, err := rawPresence(c, rdb, dave.ID); err != nil || len(d) > 0 {
-			return fmt.Errorf("dave's presence hash still holds %v (%v)", d, err)
+			return fmt.Errorf("dave's presence hash still holds %v (%w)", d, err)
 		}
 		return nil
 	})
@@ -403,7 +403,7 @@ func TestRestartedHostForgetsItsOldInstance(t *testing.T) {
 	waitAllSent(t, a, sendAll(t, a, th.ID, "to-bob", 1), 5*time.Second)
 	CheckFor(t, 3*time.Second, 20*time.Millisecond, func() error {
 		if es, err := entriesOf(c, rdb, bob.ID); err != nil || len(es) != 0 {
-			return fmt.Errorf("bob's presence hash holds %v (%v) after a send from the restarted h2, want nothing", es, err)
+			return fmt.Errorf("bob's presence hash holds %v (%w) after a send from the restarted h2, want nothing", es, err)
 		}
 		return nil
 	})

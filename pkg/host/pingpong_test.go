@@ -131,7 +131,7 @@ func TestSilentSocketClosedQuietSocketKept(t *testing.T) {
 			peer *pingPeer
 		}{{quietUser.ID, quiet}, {muteUser.ID, mute}} {
 			if ok, err := has(p.user, p.peer.connID); err != nil || !ok {
-				return fmt.Errorf("no presence entry for socket %s (%v)", p.peer.connID, err)
+				return fmt.Errorf("no presence entry for socket %s (%w)", p.peer.connID, err)
 			}
 		}
 		return nil
@@ -158,7 +158,7 @@ func TestSilentSocketClosedQuietSocketKept(t *testing.T) {
 	}
 	hosttest.CheckFor(t, time.Until(mute.dialed.Add(bound+2*time.Second)), 10*time.Millisecond, func() error {
 		if ok, err := has(muteUser.ID, mute.connID); err != nil || ok {
-			return fmt.Errorf("the mute socket's presence entry is still there %v after it connected (%v)", time.Since(mute.dialed), err)
+			return fmt.Errorf("the mute socket's presence entry is still there %v after it connected (%w)", time.Since(mute.dialed), err)
 		}
 		return nil
 	})

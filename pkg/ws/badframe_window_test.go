@@ -83,7 +83,7 @@ func startPipeHub(t *testing.T, store chat.ThreadStore) *pipeListener {
 		return chat.Session{UserID: strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), Username: "u"}, nil
 	}}, svc, nopRegistry{}, chat.NewAckBuffer(nil, time.Hour, 0, log), metrics.New(), log)
 	l := newPipeListener()
-	srv := &http.Server{Handler: hub}
+	srv := &http.Server{Handler: hub, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 	t.Cleanup(func() {

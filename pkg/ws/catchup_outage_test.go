@@ -84,7 +84,9 @@ func TestCatchUpWaitsForTheDatabase(t *testing.T) {
 		if f["type"] != "message" {
 			t.Fatalf("frame during catch-up %v, want message or synced", f)
 		}
-		seqs = append(seqs, f["message"].(map[string]any)["seq"].(float64))
+		m, _ := f["message"].(map[string]any)
+		seq, _ := m["seq"].(float64)
+		seqs = append(seqs, seq)
 	}
 	if len(seqs) != 3 || seqs[0] != 1 || seqs[2] != 3 {
 		t.Fatalf("caught up seqs %v, want [1 2 3]", seqs)
