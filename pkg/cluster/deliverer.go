@@ -742,7 +742,13 @@ func (d *Deliverer) broadcastDisconnect(ctx context.Context, disc chat.Disconnec
 	}
 	hcancel()
 	var calls []*call
-	var failed []string // hosts that did not answer 200
+	// failed: the hosts that did not answer 200, and those registered whose heartbeat
+	// is stale. A host cut off from Redis stops beating but keeps its sockets, and
+	// re-registers them when it is back: it takes the record then, if within its TTL.
+	var failed []string
+	for _, h := range d.dir.Silent() {
+		failed = append(failed, h.HostID)
+	}
 	for _, h := range d.dir.Others() {
 		c := &call{ctx: ctx, host: h, path: PathDisconnect, body: body, result: make(chan callResult, 1)}
 		if d.submit(c) {
@@ -785,7 +791,7 @@ func (d *Deliverer) broadcastDisconnect(ctx context.Context, disc chat.Disconnec
 				"host", hostID, "err", err)
 			continue
 		}
-		d.log.Warn("disconnect could not reach a host; recorded for it to take", "host", hostID, "err", firstErr)
+		d.log.Warn("disconnect recorded for a host that did not take it (unreachable, or its heartbeat stale)", "host", hostID, "err", firstErr)
 	}
 	return firstErr
 }

@@ -141,3 +141,18 @@ func (d *Directory) Others() []chat.Host {
 	}
 	return out
 }
+
+// Silent returns every other host still registered whose heartbeat is not fresh: dead,
+// or alive but cut off from Redis. Nothing can be handed to it now, and it may come
+// back with its sockets open.
+func (d *Directory) Silent() []chat.Host {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	var out []chat.Host
+	for id, h := range d.hosts {
+		if id != d.self && !d.freshLocked(h) {
+			out = append(out, h)
+		}
+	}
+	return out
+}

@@ -345,6 +345,54 @@ func TestFaultHandoffKeptWhileRedisUnreachable(t *testing.T) {
 	}
 }
 
+// TestFaultLogoutWhileAHostIsCutOffFromRedis: h2 loses its Redis link long enough for
+// the others to see its heartbeat go stale, keeping its sockets, and alice logs out on
+// h1 meanwhile. h1 does not call a host it counts as silent, so it records the
+// disconnect for h2 in Redis; h2 takes it once it reaches Redis again and closes
+// alice's socket there with 4001. Before, that socket stayed open, sending and
+// receiving, until the session would have expired.
+func TestFaultLogoutWhileAHostIsCutOffFromRedis(t *testing.T) {
+	t.Parallel()
+	rs := StartRedisServer(t)
+	redisLink := NewProxy(t, fmt.Sprintf("127.0.0.1:%d", rs.Port)) // h2's only
+	c := StartCluster(t, 2, Options{RedisURL: rs.URL(), HostEnv: map[int]map[string]string{
+		1: {"CHAT_REDIS_URL": "redis://" + redisLink.Addr() + "/0"},
+	}})
+	h1, h2 := c.Hosts[0], c.Hosts[1]
+	rdb := rawRedis(t, c)
+	alice := NewUser(t, h1, "alice")
+	s1, s2 := DialSynced(t, h1, alice), DialSynced(t, h2, alice)
+
+	redisLink.Cut()
+	CheckFor(t, 15*time.Second, 100*time.Millisecond, func() error {
+		reg, err := hostEntry(c, rdb, h2.ID)
+		if err != nil {
+			return err
+		}
+		if age := time.Since(time.UnixMilli(reg.HBMs)); age < 7*time.Second {
+			return fmt.Errorf("h2's last heartbeat is %v old, want it stale (6 s) with a second for h1 to notice", age)
+		}
+		return nil
+	})
+	st, raw := API(t, http.MethodPost, h1.PublicURL()+"/api/v1/auth/logout", alice.Token, nil, nil)
+	if st != http.StatusNoContent {
+		t.Fatalf("logout: %d %s", st, raw)
+	}
+	if code := s1.WaitClosed(t, 2*time.Second); code != 4001 {
+		t.Errorf("socket on h1 closed with %d, want 4001", code)
+	}
+	time.Sleep(time.Second)
+	if code, closed := s2.Closed(); closed {
+		t.Fatalf("socket on h2 closed (%d) while h2 could not reach Redis: the cut proves nothing", code)
+	}
+	redisLink.Restore()
+	back := time.Now()
+	if code := s2.WaitClosed(t, 5*time.Second); code != 4001 {
+		t.Errorf("socket on h2 closed with %d, want 4001", code)
+	}
+	t.Logf("alice's socket on h2 closed %v after h2's Redis link came back", time.Since(back).Round(time.Millisecond))
+}
+
 // TestFaultPostgresUnreachable: every host reaches PostgreSQL through a proxy, cut for
 // 10 s. Each send meanwhile is answered `error unavailable` within 5 s, nothing is
 // acked or half-stored (a refused send never shows up in the history), sockets stay
