@@ -196,21 +196,35 @@ func (s *Service) Login(ctx context.Context, clientAddr, username, password stri
 	}
 	l := s.cfg.Limits
 	failKey, failRate := "loginfail:"+name, float64(l.LoginFailures)/l.LoginFailureWindow.Seconds()
-	if ok, retry, err := s.Limiter.Peek(ctx, failKey, failRate, l.LoginFailures, 1); err == nil && !ok {
+	// Each attempt takes a failure token before its password is compared, and gets
+	// it back unless the password was wrong: taking it only after a failure let every
+	// attempt that arrived during a comparison (bcrypt takes a while) have its guess.
+	ok, retry, err := s.Limiter.Allow(ctx, failKey, failRate, l.LoginFailures, 1)
+	if err == nil && !ok {
 		return LoginResult{}, RateLimited(retry)
+	}
+	refund := func() {
+		if err != nil {
+			return // the limiter did not answer: nothing was taken
+		}
+		if rerr := s.Limiter.Refund(ctx, failKey, failRate, l.LoginFailures, 1); rerr != nil {
+			s.log.Warn("login failure limiter: give back", "err", rerr)
+		}
 	}
 	sctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
 	defer cancel()
-	u, hash, err := s.Users.UserCredentials(sctx, name)
-	if err != nil && ErrorCode(err) != ENotFound {
-		return LoginResult{}, unavailable(err, "database")
+	u, hash, cerr := s.Users.UserCredentials(sctx, name)
+	if cerr != nil && ErrorCode(cerr) != ENotFound {
+		refund()
+		return LoginResult{}, unavailable(cerr, "database")
 	}
-	if err != nil {
+	if cerr != nil {
 		s.Hasher.Dummy(password)
 	} else if s.Hasher.Compare(hash, password) == nil {
+		refund()
 		return s.openSession(ctx, u)
 	}
-	if _, _, err := s.Limiter.Allow(ctx, failKey, failRate, l.LoginFailures, 1); err != nil {
+	if err != nil {
 		s.log.Warn("login failure limiter", "err", err)
 	}
 	return LoginResult{}, badCreds

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -200,12 +201,11 @@ func (f *fakeSessions) DeleteSession(ctx context.Context, hash string) error {
 	return f.DeleteFn(ctx, hash)
 }
 
-// fakeLimiter records every call; AllowFn and PeekFn default to "allowed".
+// fakeLimiter records every call; AllowFn defaults to "allowed".
 type fakeLimiter struct {
 	mu      sync.Mutex
-	calls   []string // "allow key" / "peek key"
+	calls   []string // "allow key" / "refund key"
 	AllowFn func(key string) (bool, time.Duration, error)
-	PeekFn  func(key string) (bool, time.Duration, error)
 }
 
 var _ chat.Limiter = (*fakeLimiter)(nil)
@@ -220,14 +220,11 @@ func (f *fakeLimiter) Allow(_ context.Context, key string, _ float64, _ int, _ i
 	return true, 0, nil
 }
 
-func (f *fakeLimiter) Peek(_ context.Context, key string, _ float64, _ int, _ int) (bool, time.Duration, error) {
+func (f *fakeLimiter) Refund(_ context.Context, key string, _ float64, _ int, _ int) error {
 	f.mu.Lock()
-	f.calls = append(f.calls, "peek "+key)
+	f.calls = append(f.calls, "refund "+key)
 	f.mu.Unlock()
-	if f.PeekFn != nil {
-		return f.PeekFn(key)
-	}
-	return true, 0, nil
+	return nil
 }
 
 func (f *fakeLimiter) Calls() []string {
@@ -399,8 +396,8 @@ func TestLoginSuccess(t *testing.T) {
 	if f.hasher.dummies != 0 || f.hasher.compares != 1 {
 		t.Errorf("%d compares, %d dummies", f.hasher.compares, f.hasher.dummies)
 	}
-	if slices.Contains(f.limiter.Calls(), "allow loginfail:alice") {
-		t.Errorf("a successful login counted as a failure: %v", f.limiter.Calls())
+	if calls := f.limiter.Calls(); !slices.Equal(calls, []string{"allow auth:192.0.2.1", "allow loginfail:alice", "refund loginfail:alice"}) {
+		t.Errorf("limiter calls %v: a successful login must give back the failure token it took", calls)
 	}
 }
 
@@ -411,7 +408,7 @@ func TestLoginRefusals(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t)
 		f.withAlice()
-		f.limiter.PeekFn = func(key string) (bool, time.Duration, error) {
+		f.limiter.AllowFn = func(key string) (bool, time.Duration, error) {
 			return key != "loginfail:alice", 3 * time.Minute, nil
 		}
 		_, err := f.svc.Login(context.Background(), "192.0.2.1", "alice", "alice-password")
@@ -466,7 +463,7 @@ func TestLoginRefusals(t *testing.T) {
 		f.withAlice()
 		f.sessions.CreateFn = func(context.Context, string, chat.Session, time.Duration) error { return nil }
 		broken := func(string) (bool, time.Duration, error) { return false, 0, errors.New("redis down") }
-		f.limiter.AllowFn, f.limiter.PeekFn = broken, broken
+		f.limiter.AllowFn = broken
 		if _, err := f.svc.Login(context.Background(), "192.0.2.1", "alice", "alice-password"); err != nil {
 			t.Fatalf("got %v, want a session", err)
 		}
@@ -849,4 +846,92 @@ func TestMembershipRules(t *testing.T) {
 			t.Errorf("removed %v", removed)
 		}
 	})
+}
+
+// bucketLimiter is a token bucket per key with no refill, as the failed-login limit
+// behaves within its window.
+type bucketLimiter struct {
+	mu     sync.Mutex
+	burst  int
+	tokens map[string]int
+}
+
+func (b *bucketLimiter) Allow(_ context.Context, key string, _ float64, _ int, n int) (bool, time.Duration, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.tokens[key]; !ok {
+		b.tokens[key] = b.burst
+	}
+	if b.tokens[key] < n {
+		return false, time.Minute, nil
+	}
+	b.tokens[key] -= n
+	return true, 0, nil
+}
+
+func (b *bucketLimiter) Refund(_ context.Context, key string, _ float64, _ int, n int) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.tokens[key] = min(b.burst, b.tokens[key]+n)
+	return nil
+}
+
+// aliceOnly knows alice, with password "alice-password", and may be asked concurrently.
+type aliceOnly struct{ chat.UserStore }
+
+func (aliceOnly) UserCredentials(context.Context, string) (chat.User, string, error) {
+	return aliceUser, "hash:alice-password", nil
+}
+
+// slowHasher compares like fakeHasher, taking as long as bcrypt would.
+type slowHasher struct {
+	fakeHasher
+	compares atomic.Int32
+}
+
+func (h *slowHasher) Compare(hash, p string) error {
+	h.compares.Add(1)
+	time.Sleep(50 * time.Millisecond)
+	if hash != "hash:"+p {
+		return errors.New("mismatch")
+	}
+	return nil
+}
+
+// TestLoginFailuresCappedUnderConcurrency: 20 wrong passwords for one username at once
+// get at most 5 guesses compared (contract section 8: 5 failed logins per 15 minutes);
+// the rest are answered rate_limited. The failure used to be counted only after the
+// comparison, so every attempt that arrived during one was compared.
+func TestLoginFailuresCappedUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.svc.Users = aliceOnly{}
+	hasher := &slowHasher{}
+	f.svc.Hasher = hasher
+	f.svc.Limiter = &bucketLimiter{burst: 5, tokens: map[string]int{"auth:192.0.2.1": 1000}}
+	var wg sync.WaitGroup
+	codes := make([]string, 20)
+	for i := range codes {
+		wg.Go(func() {
+			_, err := f.svc.Login(context.Background(), "192.0.2.1", "alice", "wrong-password")
+			codes[i] = chat.ErrorCode(err)
+		})
+	}
+	wg.Wait()
+	if n := hasher.compares.Load(); n > 5 {
+		t.Errorf("%d passwords compared for 20 concurrent attempts, want at most 5", n)
+	}
+	limited := 0
+	for _, c := range codes {
+		if c == chat.ERateLimited {
+			limited++
+		}
+	}
+	if limited < 15 {
+		t.Errorf("%d of 20 answered rate_limited, want at least 15: %v", limited, codes)
+	}
+	// The right password is still refused now: the five failures are spent.
+	if _, err := f.svc.Login(context.Background(), "192.0.2.1", "alice", "alice-password"); chat.ErrorCode(err) != chat.ERateLimited {
+		t.Errorf("right password after five failures: %v, want rate_limited", err)
+	}
 }

@@ -171,8 +171,10 @@ type Limiter interface {
 	// second). When the bucket has too few, it takes nothing and returns ok false
 	// and the time until n tokens are there.
 	Allow(ctx context.Context, key string, rate float64, burst int, n int) (ok bool, retryAfter time.Duration, err error)
-	// Peek reports whether n tokens are there without taking any.
-	Peek(ctx context.Context, key string, rate float64, burst int, n int) (ok bool, retryAfter time.Duration, err error)
+	// Refund gives back n tokens taken by Allow (never past burst): an attempt that
+	// is only counted when it fails takes its token first, so concurrent attempts
+	// cannot all pass, and returns it when it succeeds.
+	Refund(ctx context.Context, key string, rate float64, burst int, n int) error
 }
 
 // PasswordHasher hashes and checks passwords (bcrypt in production).

@@ -32,7 +32,7 @@ package redis
 //	disconnect:<host_id>    SET      120 s, renewed on each add   AddDisconnect (a logout whose call could not reach
 //	                                                              the host); TakeDisconnects (the host, reads and deletes)
 //	    JSON {session_hash} or {user_id}: sockets the host must still close with 4001.
-//	ratelimit:<key>         HASH     time a full refill takes     Allow (Peek only reads)
+//	ratelimit:<key>         HASH     time a full refill takes     Allow, Refund (Peek only reads)
 //	    {tokens: float, ts_ms: unix ms of the last refill}: a token bucket; a missing
 //	    key is a full bucket. <key> is e.g. send:<user_id>, auth:<client addr>,
 //	    loginfail:<username>.

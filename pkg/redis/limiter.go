@@ -35,6 +35,24 @@ func (s *Store) Peek(ctx context.Context, key string, perSecond float64, burst i
 	return s.bucket(ctx, key, perSecond, burst, n, false)
 }
 
+// Refund gives back n tokens that Allow took from the bucket key, never filling it past
+// burst. While the limiter answers from local buckets it gives nothing back: the only
+// caller, a login, cannot succeed without Redis anyway (its session lives there).
+func (s *Store) Refund(ctx context.Context, key string, perSecond float64, burst int, n int) error {
+	if !(perSecond > 0) || math.IsInf(perSecond, 0) || burst <= 0 || n <= 0 {
+		return fmt.Errorf("redis: limiter %q: rate %v, burst %d and n %d must be positive", key, perSecond, burst, n)
+	}
+	if s.limiterOutage.Down() {
+		return nil
+	}
+	keys, args := []string{s.rateLimitKey(key)}, []any{perSecond, burst, n, s.cfg.Now().UnixMilli(), "r"}
+	err := s.scripts.rateLimit.Run(ctx, s.rdb, keys, args...).Err()
+	if err != nil {
+		return fmt.Errorf("rate limit %q: give back: %w", key, err)
+	}
+	return nil
+}
+
 func (s *Store) bucket(ctx context.Context, key string, r float64, burst, n int, take bool) (bool, time.Duration, error) {
 	if !(r > 0) || math.IsInf(r, 0) || burst <= 0 || n <= 0 {
 		return false, 0, fmt.Errorf("redis: limiter %q: rate %v, burst %d and n %d must be positive", key, r, burst, n)

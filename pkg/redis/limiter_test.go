@@ -276,3 +276,40 @@ func TestLimiterBackOnRedis(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestLimiterRefund: tokens given back can be taken again, never past the burst.
+func TestLimiterRefund(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, e env) {
+		ctx, key := t.Context(), "loginfail:alice"
+		allow := func() bool {
+			ok, _, err := e.Store.Allow(ctx, key, testRate, testBurst, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ok
+		}
+		for range testBurst {
+			if !allow() {
+				t.Fatal("a full bucket refused a token")
+			}
+		}
+		if allow() {
+			t.Fatal("an empty bucket gave a token")
+		}
+		if err := e.Store.Refund(ctx, key, testRate, testBurst, 1); err != nil {
+			t.Fatal(err)
+		}
+		if !allow() || allow() {
+			t.Fatal("a refunded token should be taken once, and only once")
+		}
+		if err := e.Store.Refund(ctx, key, testRate, testBurst, 10); err != nil {
+			t.Fatal(err)
+		}
+		for i := range testBurst + 1 {
+			if got, want := allow(), i < testBurst; got != want {
+				t.Fatalf("after a refund of 10 into a bucket of %d, take %d: %v, want %v", testBurst, i+1, got, want)
+			}
+		}
+	})
+}

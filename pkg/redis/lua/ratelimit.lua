@@ -6,7 +6,8 @@
 -- ARGV[2]  burst, the capacity (> 0)
 -- ARGV[3]  n, the tokens asked for (> 0)
 -- ARGV[4]  now, unix milliseconds (the caller's clock)
--- ARGV[5]  "1" to take the tokens when there are enough (Allow), "0" to only look (Peek)
+-- ARGV[5]  "1" to take the tokens when there are enough (Allow), "0" to only look (Peek),
+--          "r" to give n tokens back, never past burst (Refund; answers {1, 0})
 --
 -- Returns {ok, retry_ms}: ok is 1 when n tokens are there (and, with ARGV[5] = "1",
 -- were taken), else 0 and retry_ms is how long until n are there. Peek writes nothing;
@@ -17,6 +18,7 @@ local burst = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
 local now = tonumber(ARGV[4])
 local take = ARGV[5] == '1'
+local refund = ARGV[5] == 'r'
 
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts_ms')
 local tokens = tonumber(state[1])
@@ -34,7 +36,11 @@ end
 
 local ok = 0
 local retry = 0
-if tokens >= n then
+if refund then
+  ok = 1
+  tokens = math.min(burst, tokens + n)
+  take = true -- write the state below
+elseif tokens >= n then
   ok = 1
   if take then
     tokens = tokens - n
