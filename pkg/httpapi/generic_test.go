@@ -125,6 +125,8 @@ func TestRequestBodies(t *testing.T) {
 		{"a JSON number", `42`},
 		{"two objects", `{"username":"two1","password":"` + testPassword + `"}{"username":"two2"}`},
 		{"trailing garbage", `{"username":"garb","password":"` + testPassword + `"} x`},
+		{"a stray closing brace", `{"username":"brace","password":"` + testPassword + `"}}`},
+		{"a stray closing bracket", `{"username":"brack","password":"` + testPassword + `"} ]`},
 		{"username a number", `{"username":123,"password":"` + testPassword + `"}`},
 		{"username an object", `{"username":{"a":1},"password":"` + testPassword + `"}`},
 		{"password a bool", `{"username":"boolpw","password":true}`},

@@ -44,7 +44,9 @@ func (a *API) decode(c *gin.Context, v any) error {
 		}
 		return chat.Errorf(chat.EInvalid, "the body is not valid JSON")
 	}
-	if dec.More() {
+	// Whatever follows the value must be white space: dec.More alone reads a stray
+	// "}" or "]" as the end of a value, so `{...}}` passed.
+	if strings.TrimLeft(string(body[dec.InputOffset():]), " \t\r\n") != "" {
 		return chat.Errorf(chat.EInvalid, "the body has data after the JSON object")
 	}
 	return nil
