@@ -325,8 +325,20 @@ func (s *Service) CreateThread(ctx context.Context, sess Session, name string, m
 	if err := ValidateThreadName(name); err != nil {
 		return Thread{}, err
 	}
-	if len(members) > s.cfg.Limits.ThreadMembers {
-		return Thread{}, Errorf(EInvalid, "a thread has at most %d members", s.cfg.Limits.ThreadMembers)
+	// Repeats and the creator's own name are not members of their own (section 8
+	// counts members): count distinct names before asking the store, so that a long
+	// list is refused without a query. A name that is not valid counts as itself.
+	distinct := make(map[string]struct{}, min(len(members), s.cfg.Limits.ThreadMembers+1))
+	for _, m := range members {
+		if n, err := NormalizeUsername(m); err == nil {
+			m = n
+		}
+		if m != sess.Username {
+			distinct[m] = struct{}{}
+		}
+		if len(distinct)+1 > s.cfg.Limits.ThreadMembers {
+			return Thread{}, Errorf(EInvalid, "a thread has at most %d members", s.cfg.Limits.ThreadMembers)
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
 	defer cancel()

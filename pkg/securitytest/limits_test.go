@@ -390,6 +390,8 @@ func TestLimitThreadMembers(t *testing.T) {
 	hosttest.WantStatus(t, create(names[:4]), http.StatusCreated) // 5 with the creator
 	// The creator named among the members counts once.
 	hosttest.WantStatus(t, create(append([]string{owner.Username}, names[:4]...)), http.StatusCreated)
+	// So does a name repeated, in any case: 5 distinct with the creator.
+	hosttest.WantStatus(t, create(append([]string{strings.ToUpper(names[0]), names[0], owner.Username}, names[:4]...)), http.StatusCreated)
 
 	before := s.snapshot(t)
 	hosttest.WantError(t, create(names[:5]), http.StatusBadRequest, "invalid_request") // 6
