@@ -134,6 +134,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return usageFail(stderr, "missing command")
 	}
 	name, rest := p.positional[0], p.positional[1:]
+	if name == "session" && len(rest) == 0 && len(p.unknown) == 1 {
+		// A token is unpadded base64url, so one in 32 starts with "-": the lone
+		// unknown "flag" of a session command with no TOKEN is the TOKEN.
+		rest, p.unknown = p.unknown, nil
+	}
 	if len(p.unknown) > 0 {
 		if name == "session" {
 			// It may be a token that starts with "-": never echo it.

@@ -191,7 +191,8 @@ func TestUsage(t *testing.T) {
 		{name: "bad json value", args: []string{"--json=maybe", "hosts"}, code: 2, stderr: "--json takes true or false"},
 		{name: "flag without value", args: []string{"hosts", "--redis-url"}, code: 2, stderr: "needs a value"},
 		{name: "unknown flag", args: []string{"--frob", "hosts"}, code: 2, stderr: "unknown flag --frob"},
-		{name: "token as a flag", args: []string{"session", "-XYZZY-token"}, code: 2, stderr: "put -- before a TOKEN"},
+		{name: "two tokens as flags", args: []string{"session", "-XYZZY-token", "-XYZZY-other"}, code: 2, stderr: "put -- before a TOKEN"},
+		{name: "a token starting with - is the TOKEN", args: []string{"session", "-XYZZY-token"}, code: 2, stderr: "CHAT_REDIS_URL"},
 		{name: "bad flag value", args: []string{"hosts", "--host-ttl", "soon"}, code: 2, stderr: "CHAT_HOST_TTL"},
 		{name: "redis not configured", args: []string{"hosts"}, code: 2, stderr: "CHAT_REDIS_URL"},
 		{name: "database not configured", args: []string{"pending", "alice"}, code: 2, stderr: "CHAT_DATABASE_URL"},
@@ -427,7 +428,7 @@ func TestSession(t *testing.T) {
 	}
 	want := fmt.Sprintf(`{"session":{"user_id":%q,"username":"alice","created_at":%q,"expires_at":%q}}`, sess.UserID, ts(created), ts(expires))
 
-	for _, args := range [][]string{{"--json", "session", token}, {"session", token, "--json"}, {"session", "--json", "--", dashToken}} {
+	for _, args := range [][]string{{"--json", "session", token}, {"session", token, "--json"}, {"session", "--json", "--", dashToken}, {"session", dashToken, "--json"}, {"--json", "session", dashToken}} {
 		code, stdout, stderr := f.run(args...)
 		if code != 0 || stderr != "" {
 			t.Fatalf("exit %d, stderr %q", code, stderr)
