@@ -173,9 +173,14 @@ func readFile(path string, t reflect.Type) (map[string]string, error) {
 	if err != nil {
 		return nil, &Error{Setting: "--config", Source: path, Problem: "cannot be read: " + errors.Unwrap(err).Error()}
 	}
-	var doc map[string]any
+	// Nodes, not Go values: a value is kept as written, so that `host_id: 0x1F` or a
+	// secret made of digits is not read as a number and printed back another way.
+	var doc map[string]yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return nil, &Error{Setting: "--config", Source: path, Problem: "is not valid YAML: " + err.Error()}
+		// yaml.v3 puts each of several problems on a line of its own; a bad config
+		// is reported in one line.
+		msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+		return nil, &Error{Setting: "--config", Source: path, Problem: "is not valid YAML: " + strings.ReplaceAll(msg, ": ;", ":")}
 	}
 	known := map[string]bool{}
 	for i := 0; i < t.NumField(); i++ {
@@ -188,19 +193,23 @@ func readFile(path string, t reflect.Type) (map[string]string, error) {
 		if !known[k] {
 			return nil, &Error{Setting: k, Source: path, Problem: "is not a known setting"}
 		}
-		switch x := val.(type) {
-		case nil:
-			continue
-		case []any:
-			parts := make([]string, len(x))
-			for i, p := range x {
-				parts[i] = fmt.Sprint(p)
+		switch val.Kind {
+		case yaml.ScalarNode:
+			if val.Tag == "!!null" {
+				continue
+			}
+			out[k] = val.Value
+		case yaml.SequenceNode:
+			parts := make([]string, len(val.Content))
+			for i, p := range val.Content {
+				if p.Kind != yaml.ScalarNode {
+					return nil, &Error{Setting: k, Source: path, Problem: "must be a list of scalars"}
+				}
+				parts[i] = p.Value
 			}
 			out[k] = strings.Join(parts, ",")
-		case map[string]any:
-			return nil, &Error{Setting: k, Source: path, Problem: "must be a scalar or a list"}
 		default:
-			out[k] = fmt.Sprint(x)
+			return nil, &Error{Setting: k, Source: path, Problem: "must be a scalar or a list"}
 		}
 	}
 	return out, nil

@@ -386,3 +386,27 @@ func TestExampleFileDocumentsEverySetting(t *testing.T) {
 		t.Errorf("configs/chatd.yaml does not load to the defaults:\nfile:     %+v\ndefaults: %+v", fromFile, defaults)
 	}
 }
+
+// TestFileValuesAsWritten: a value in the config file is the text written there, not
+// what YAML would read it as: `host_id: 0x1F` is the host 0x1F, not 31, and a secret of
+// 40 digits is 40 bytes, not a float. Several YAML problems are reported in one line.
+func TestFileValuesAsWritten(t *testing.T) {
+	t.Parallel()
+	secret := strings.Repeat("1234567890", 4)
+	f := writeFile(t, "host_id: 0x1F\nredis_prefix: 0123\ndata_dir: 1e3\ncluster_secret: "+secret+"\nallowed_origins: [0x10]\nlog_level:\n")
+	cfg, err := config.Load("chatd", []string{"--config", f}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HostID != "0x1F" || cfg.RedisPrefix != "0123" || cfg.DataDir != "1e3" || cfg.ClusterSecret != secret ||
+		len(cfg.AllowedOrigins) != 1 || cfg.AllowedOrigins[0] != "0x10" || cfg.LogLevel != "info" {
+		t.Fatalf("host_id %q, redis_prefix %q, data_dir %q, secret %q, origins %q, log_level %q: want them as written (an empty value is the default)",
+			cfg.HostID, cfg.RedisPrefix, cfg.DataDir, cfg.ClusterSecret, cfg.AllowedOrigins, cfg.LogLevel)
+	}
+
+	dup := writeFile(t, "log_level: info\nlog_level: debug\n")
+	_, err = config.Load("chatd", []string{"--config", dup}, env(nil), io.Discard)
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "log_level") {
+		t.Fatalf("duplicate key: %q, want one line naming log_level", err)
+	}
+}
