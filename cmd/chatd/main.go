@@ -6,6 +6,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -14,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -57,12 +59,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "chatd: unknown command %q\n\n%s", cmd, usage)
 		return 2
 	}
-	cfg, err := config.Load("chatd "+cmd, rest, getenv, stderr)
+	// The flag package prints its error and every flag; a bad flag is reported in one
+	// line like any other bad setting, and the listing kept for -h.
+	var flagOut bytes.Buffer
+	cfg, err := config.Load("chatd "+cmd, rest, getenv, &flagOut)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			_, _ = io.Copy(stdout, &flagOut)
 			return 0
 		}
-		fmt.Fprintf(stderr, "chatd: %v\n", err)
+		fmt.Fprintf(stderr, "chatd: %s (chatd %s -h lists the settings)\n", strings.Join(strings.Fields(err.Error()), " "), cmd)
 		return 2
 	}
 	var req config.Requirements

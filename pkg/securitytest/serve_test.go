@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -115,6 +117,34 @@ func TestServeRefusesUnsafeConfig(t *testing.T) {
 			lines := strings.Split(strings.TrimRight(res.Stderr, "\n"), "\n")
 			if len(lines) != 1 || !strings.Contains(lines[0], tc.setting) || res.Stdout != "" {
 				t.Errorf("output %q / %q: want one line on stderr naming %s", res.Stdout, res.Stderr, tc.setting)
+			}
+		})
+	}
+}
+
+// TestServeBadFlagOrFileIsOneLine: a misspelt flag, a flag without its value and a
+// config file YAML cannot read each stop `chatd serve` with exit status 2 and one line
+// on stderr naming what is wrong, not the flag package's listing of every setting.
+func TestServeBadFlagOrFileIsOneLine(t *testing.T) {
+	t.Parallel()
+	dup := filepath.Join(t.TempDir(), "chatd.yaml")
+	if err := os.WriteFile(dup, []byte("log_level: info\nlog_level: debug\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, want string
+		args       []string
+	}{
+		{"misspelt flag", "-sesion-ttl", []string{"serve", "--sesion-ttl", "1h"}},
+		{"flag without its value", "-session-ttl", []string{"serve", "--session-ttl"}},
+		{"duplicate key in the file", "log_level", []string{"serve", "--config", dup}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			res := runChatd(t, serveEnv(nil), tc.args...)
+			lines := strings.Split(strings.TrimRight(res.Stderr, "\n"), "\n")
+			if res.Code != 2 || len(lines) != 1 || !strings.Contains(lines[0], tc.want) || res.Stdout != "" {
+				t.Errorf("exit %d, output %q / %q: want status 2 and one line on stderr naming %s", res.Code, res.Stdout, res.Stderr, tc.want)
 			}
 		})
 	}
