@@ -147,8 +147,8 @@ func TestLogin(t *testing.T) {
 		if ck.Value != l.Token || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || ck.Path != "/" || ck.Secure {
 			t.Errorf("Set-Cookie %s: want the token, HttpOnly, SameSite=Lax, Path=/, not Secure by default", set)
 		}
-		if ck.MaxAge <= 0 {
-			t.Errorf("Set-Cookie %s: want a Max-Age matching the session", set)
+		if ck.MaxAge != int((744 * time.Hour).Seconds()) {
+			t.Errorf("Set-Cookie %s: want Max-Age the session's lifetime, 2678400 (CHAT_SESSION_TTL 744h)", set)
 		}
 	})
 

@@ -42,7 +42,7 @@ func (a *API) login(c *gin.Context) {
 	// Secure follows CHAT_COOKIE_SECURE: chatd dev and local clusters serve plain HTTP.
 	http.SetCookie(c.Writer, &http.Cookie{ //nolint:gosec // HttpOnly and SameSite are always set
 		Name: CookieName, Value: res.Token, Path: "/", HttpOnly: true, Secure: a.cfg.CookieSecure,
-		SameSite: http.SameSiteLaxMode, MaxAge: int(time.Until(res.Session.ExpiresAt).Seconds()), Expires: res.Session.ExpiresAt,
+		SameSite: http.SameSiteLaxMode, MaxAge: int(res.Session.ExpiresAt.Sub(res.Session.CreatedAt) / time.Second), Expires: res.Session.ExpiresAt,
 	})
 	c.JSON(http.StatusOK, gin.H{"token": res.Token, "user": res.User, "expires_at": res.Session.ExpiresAt.UTC()})
 }
