@@ -156,6 +156,26 @@ func TestRequestBodies(t *testing.T) {
 		hosttest.WantStatus(t, r, http.StatusCreated)
 	})
 
+	t.Run("a field name in another case is an unknown field", func(t *testing.T) {
+		t.Parallel()
+		// Only in another case: the fields are missing.
+		r := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/register", Body: `{"USERNAME":"` + s.name("fold") + `","PassWord":"` + testPassword + `"}`})
+		hosttest.WantError(t, r, http.StatusBadRequest, "invalid_request")
+		// Beside the real one, before or after it: ignored.
+		name, other := s.name("kept"), s.name("other")
+		r = s.Do(t, call{Method: "POST", Path: "/api/v1/auth/register", Body: `{"username":"` + name + `","Username":"` + other + `","password":"` + testPassword + `"}`})
+		hosttest.WantStatus(t, r, http.StatusCreated)
+		var out struct {
+			User struct {
+				Username string `json:"username"`
+			} `json:"user"`
+		}
+		r.Decode(t, &out)
+		if out.User.Username != name {
+			t.Errorf("registered %q, want %q: a member named Username was taken for username", out.User.Username, name)
+		}
+	})
+
 	big := func(n int) []byte {
 		// A valid JSON object of exactly n bytes, padded with spaces.
 		head := []byte(`{"username":"x","password":"` + testPassword + `"}`)

@@ -8,17 +8,21 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
+	"github.com/switchboard-chat/switchboard/pkg/jsonscan"
 )
 
 // decode reads a JSON body: 415 unless Content-Type is application/json, 413 past the
 // request limit, 400 for invalid JSON (invalid UTF-8 included), a wrong field type or
-// trailing data. Unknown fields are ignored, as the contract says.
+// trailing data. Unknown fields are ignored, as the contract says, a field named in
+// another case included (encoding/json would bind it).
 func (a *API) decode(c *gin.Context, v any) error {
 	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
 	if err != nil || mt != "application/json" {
@@ -36,6 +40,7 @@ func (a *API) decode(c *gin.Context, v any) error {
 	if !utf8.Valid(body) {
 		return chat.Errorf(chat.EInvalid, "the body is not valid UTF-8")
 	}
+	body = jsonscan.ExactKeys(body, fieldNames(v))
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
@@ -50,6 +55,21 @@ func (a *API) decode(c *gin.Context, v any) error {
 		return chat.Errorf(chat.EInvalid, "the body has data after the JSON object")
 	}
 	return nil
+}
+
+// requestFields caches the JSON names of each request type's fields.
+var requestFields sync.Map // reflect.Type -> map[string]bool
+
+func fieldNames(v any) map[string]bool {
+	t := reflect.TypeOf(v)
+	if cached, ok := requestFields.Load(t); ok {
+		if names, ok := cached.(map[string]bool); ok {
+			return names
+		}
+	}
+	names := jsonscan.FieldNames(t)
+	requestFields.Store(t, names)
+	return names
 }
 
 // limitBody caps every request body at the request limit, so even a handler that reads

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"reflect"
 
 	"github.com/switchboard-chat/switchboard/pkg/chat"
+	"github.com/switchboard-chat/switchboard/pkg/jsonscan"
 )
 
 // Frame error codes specific to the socket; the rest are chat codes.
@@ -25,6 +27,9 @@ type InFrame struct {
 	AfterSeq    *int64  `json:"after_seq"`
 	Limit       *int    `json:"limit"`
 }
+
+// inFrameFields are InFrame's JSON names.
+var inFrameFields = jsonscan.FieldNames(reflect.TypeFor[InFrame]())
 
 // FrameError is a decode failure answered with an error frame; the socket stays open.
 type FrameError struct {
@@ -48,6 +53,11 @@ func DecodeFrame(data []byte) (*InFrame, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || data[0] != '{' {
 		return nil, notAnObject()
+	}
+	if jsonscan.UpperKey(data) {
+		// Every field name is lower case: a name with an upper-case letter is an
+		// unknown field, which encoding/json would bind to the field it folds to.
+		data = jsonscan.ExactKeys(data, inFrameFields)
 	}
 	var f InFrame
 	if err := json.Unmarshal(data, &f); err != nil {
