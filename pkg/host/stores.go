@@ -64,11 +64,11 @@ func connectRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, dea
 		return nil
 	})
 	if err != nil {
-		where := hostOf(cfg.RedisURL)
+		setting, where := "CHAT_REDIS_URL", hostOf(cfg.RedisURL)
 		if len(cfg.RedisAddrs) > 0 {
-			where = fmt.Sprint(cfg.RedisAddrs)
+			setting, where = "CHAT_REDIS_ADDRS", fmt.Sprint(cfg.RedisAddrs)
 		}
-		return nil, fmt.Errorf("CHAT_REDIS_URL: redis at %s unreachable after %s: %w", where, cfg.StartupTimeout, err)
+		return nil, fmt.Errorf("%s: redis at %s unreachable after %s: %w", setting, where, cfg.StartupTimeout, err)
 	}
 	return rs, nil
 }

@@ -118,7 +118,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 		// password), then a Redis that does not: start-up logs every setting.
 		{"CHAT_DATABASE_URL": dbURL.String(), "CHAT_REDIS_URL": "redis://:" + redisPassword + "@127.0.0.1:1/0", "CHAT_AUTO_MIGRATE": "false", "CHAT_LOG_LEVEL": "debug", "CHAT_LOG_FORMAT": "json"},
 		{"CHAT_DATABASE_URL": "mysql://root:" + dbPassword + "@127.0.0.1/x"},
-		{"CHAT_REDIS_URL": "redis://:" + redisPassword + "@127.0.0.1:1/0", "CHAT_REDIS_ADDRS": "127.0.0.1:1,127.0.0.1:2"},
+		{"CHAT_DATABASE_URL": dbURL.String(), "CHAT_AUTO_MIGRATE": "false", "CHAT_REDIS_URL": "redis://:" + redisPassword + "@127.0.0.1:1/0", "CHAT_REDIS_ADDRS": "127.0.0.1:1,127.0.0.1:2"},
 	} {
 		if env["CHAT_CLUSTER_SECRET"] == "" {
 			env["CHAT_CLUSTER_SECRET"] = s.Secret
@@ -131,6 +131,10 @@ func TestNoSecretsInLogs(t *testing.T) {
 	}
 	if !strings.Contains(outputs[2], `"msg":"starting"`) {
 		t.Errorf("chatd serve did not log its settings: the sweep saw the wrong output:\n%s", outputs[2])
+	}
+	// With both set, Redis Cluster is what was dialled, and the error says so.
+	if !strings.Contains(outputs[4], "chatd: CHAT_REDIS_ADDRS: redis at [127.0.0.1:1 127.0.0.1:2] unreachable") {
+		t.Errorf("an unreachable Redis Cluster is not blamed on CHAT_REDIS_ADDRS:\n%s", outputs[4])
 	}
 
 	var leaks []string
