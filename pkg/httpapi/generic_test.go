@@ -133,6 +133,12 @@ func TestRequestBodies(t *testing.T) {
 		{"null object", `null`},
 		{"invalid UTF-8 outside strings", "{\"username\":\"x\",\xff}"},
 	}
+	t.Run("400 for no body and no Content-Type", func(t *testing.T) {
+		t.Parallel()
+		// The 415 rule is for requests with a body; this one lacks its JSON.
+		r := s.Do(t, call{Method: "POST", Path: "/api/v1/auth/register", ContentType: "none"})
+		hosttest.WantError(t, r, http.StatusBadRequest, "invalid_request")
+	})
 	for _, tc := range invalid {
 		t.Run("400 for "+tc.name, func(t *testing.T) {
 			t.Parallel()

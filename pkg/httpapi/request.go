@@ -24,6 +24,11 @@ import (
 // trailing data. Unknown fields are ignored, as the contract says, a field named in
 // another case included (encoding/json would bind it).
 func (a *API) decode(c *gin.Context, v any) error {
+	if c.Request.ContentLength == 0 && c.GetHeader("Content-Type") == "" {
+		// No body at all: the 415 rule is for requests with one; this one lacks
+		// the JSON its route needs.
+		return chat.Errorf(chat.EInvalid, "the body is not valid JSON: it is empty")
+	}
 	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
 	if err != nil || mt != "application/json" {
 		return chat.Errorf(chat.EUnsupportedMedia, "Content-Type must be application/json")
