@@ -70,6 +70,9 @@ type Config struct {
 
 	// File is the config file that was read, if any.
 	File string `env:"-"`
+	// sources maps each setting Load set to where its value came from, for the
+	// errors of Validate.
+	sources map[string]string
 }
 
 // HasRole reports whether this host runs role ("api" or "socket").
@@ -161,6 +164,12 @@ func Load(name string, args []string, getenv func(string) string, stderr io.Writ
 		_ = ok
 		if err := setField(v.Field(i), raw); err != nil {
 			return nil, &Error{Setting: env, Source: source, Problem: err.Error()}
+		}
+		if source != "default" {
+			if cfg.sources == nil {
+				cfg.sources = map[string]string{}
+			}
+			cfg.sources[env] = source
 		}
 	}
 	return cfg, nil
@@ -270,8 +279,18 @@ type Requirements struct {
 }
 
 // Validate checks the settings a command needs and fills derived defaults (host id,
-// internal URL). The error names the setting.
+// internal URL). The error names the setting and, when Load read it, where from.
 func (c *Config) Validate(req Requirements) error {
+	err := c.validate(req)
+	// Say where the bad value came from (the file, env or a flag), as Load does.
+	var ce *Error
+	if errors.As(err, &ce) && ce.Source == "" {
+		ce.Source = c.sources[ce.Setting]
+	}
+	return err
+}
+
+func (c *Config) validate(req Requirements) error {
 	if c.HostID == "" {
 		h, err := os.Hostname()
 		if err != nil || h == "" {

@@ -381,9 +381,15 @@ func TestExampleFileDocumentsEverySetting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fromFile.File = ""
-	if !reflect.DeepEqual(fromFile, defaults) {
-		t.Errorf("configs/chatd.yaml does not load to the defaults:\nfile:     %+v\ndefaults: %+v", fromFile, defaults)
+	fv, dv := reflect.ValueOf(fromFile).Elem(), reflect.ValueOf(defaults).Elem()
+	for i := 0; i < fv.NumField(); i++ {
+		f := fv.Type().Field(i)
+		if !f.IsExported() || f.Name == "File" {
+			continue // where the values came from, not what they are
+		}
+		if !reflect.DeepEqual(fv.Field(i).Interface(), dv.Field(i).Interface()) {
+			t.Errorf("configs/chatd.yaml does not load to the defaults: %s is %v, the default %v", f.Name, fv.Field(i), dv.Field(i))
+		}
 	}
 }
 
@@ -408,5 +414,33 @@ func TestFileValuesAsWritten(t *testing.T) {
 	_, err = config.Load("chatd", []string{"--config", dup}, env(nil), io.Discard)
 	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "log_level") {
 		t.Fatalf("duplicate key: %q, want one line naming log_level", err)
+	}
+}
+
+// TestValidateSaysWhere: a value Validate refuses is reported with where it came from,
+// as a value Load cannot parse is: the file's path, env or the flag.
+func TestValidateSaysWhere(t *testing.T) {
+	t.Parallel()
+	file := writeFile(t, "log_level: loud\n")
+	for _, tc := range []struct {
+		name, want string
+		args       []string
+		env        map[string]string
+	}{
+		{"file", "CHAT_LOG_LEVEL (from " + file + ")", []string{"--config", file}, nil},
+		{"env", "CHAT_LOG_LEVEL (from env)", nil, map[string]string{"CHAT_LOG_LEVEL": "loud"}},
+		{"flag", "CHAT_LOG_LEVEL (from flag --log-level)", []string{"--log-level", "loud"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := config.Load("chatd", tc.args, env(tc.env), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = cfg.Validate(config.Requirements{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "loud") {
+				t.Fatalf("Validate: %v, want it to name %s", err, tc.want)
+			}
+		})
 	}
 }
