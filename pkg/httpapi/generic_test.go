@@ -2,15 +2,23 @@ package httpapi_test
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/switchboard-chat/switchboard/pkg/clustertest"
+	"github.com/switchboard-chat/switchboard/pkg/dbtest"
 	"github.com/switchboard-chat/switchboard/pkg/hosttest"
+	"github.com/switchboard-chat/switchboard/pkg/redis"
 )
 
 // authedRoutes is every route of section 2 that needs a session, with a body that
@@ -408,6 +416,209 @@ func TestDatabaseDown(t *testing.T) {
 	hosttest.WantError(t, s.Do(t, call{Method: "GET", Path: "/api/v1/threads", Token: alice.Token}), http.StatusServiceUnavailable, "unavailable")
 	hosttest.WantError(t, s.Do(t, call{Method: "GET", Path: "/readyz"}), http.StatusServiceUnavailable, "unavailable")
 	hosttest.WantStatus(t, s.Do(t, call{Method: "GET", Path: "/healthz"}), http.StatusOK)
+}
+
+// TestRedisDown: with Redis unreachable /readyz turns 503 (GET and HEAD: balancers
+// probe with either) while /healthz stays 200, and turns 200 again once Redis
+// answers. Logins and socket upgrades need Redis, so the balancer must stop sending
+// them at its next probe, not when the heartbeat goes stale: the host TTL here is 30 s,
+// so a 503 within 5 s can only come from the Redis check itself.
+func TestRedisDown(t *testing.T) {
+	t.Parallel()
+	s, proxy := newServerOnCuttableRedis(t, map[string]string{"CHAT_HOST_TTL": "30s"})
+	wantReady(t, s)
+
+	proxy.Cut()
+	hosttest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		r, err := s.Try(call{Method: "GET", Path: "/readyz"})
+		if err != nil {
+			return err
+		}
+		_, err = hosttest.CheckError(r, http.StatusServiceUnavailable, "unavailable")
+		return err
+	})
+	hosttest.WantStatus(t, s.Do(t, call{Method: "HEAD", Path: "/readyz"}), http.StatusServiceUnavailable)
+	hosttest.WantStatus(t, s.Do(t, call{Method: "GET", Path: "/healthz"}), http.StatusOK)
+	hosttest.WantStatus(t, s.Do(t, call{Method: "HEAD", Path: "/healthz"}), http.StatusOK)
+
+	proxy.Restore()
+	hosttest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		r, err := s.Try(call{Method: "GET", Path: "/readyz"})
+		if err != nil {
+			return err
+		}
+		if r.Status != http.StatusOK {
+			return fmt.Errorf("after Redis came back, /readyz answered %d: %s", r.Status, r.Body)
+		}
+		return nil
+	})
+	wantReady(t, s)
+	hosttest.WantStatus(t, s.Do(t, call{Method: "HEAD", Path: "/readyz"}), http.StatusOK)
+}
+
+// TestReadyzNeedsFreshHeartbeat: a host whose heartbeat Redis refuses (here another
+// instance holds its id) turns /readyz 503 though both stores answer: after
+// CHAT_HOST_TTL its peers count it dead and deliver nothing to its sockets, so it must
+// leave the balancer's rotation. When the id is free again it registers anew and is
+// ready again.
+func TestReadyzNeedsFreshHeartbeat(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, map[string]string{"CHAT_HEARTBEAT_INTERVAL": "200ms", "CHAT_HOST_TTL": "1s"})
+	wantReady(t, s)
+	hosts := s.Prefix + "hosts"
+	raw, err := s.Redis.HGet(t.Context(), hosts, s.HostID).Result()
+	if err != nil {
+		t.Fatalf("host %s not registered in %s: %v", s.HostID, hosts, err)
+	}
+	var reg map[string]any
+	if err := json.Unmarshal([]byte(raw), &reg); err != nil {
+		t.Fatalf("registration %s: %v", raw, err)
+	}
+	reg["instance"] = "usurper-" + hosttest.RandomHex(4)
+
+	// The usurper beats twice as often as the host, so every heartbeat of the host
+	// finds a live holder of another instance.
+	stop := make(chan struct{})
+	usurped := make(chan error, 1)
+	go func(stop <-chan struct{}) {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			now := time.Now().UTC()
+			reg["hb_ms"], reg["last_heartbeat"] = now.UnixMilli(), now.Format(time.RFC3339Nano)
+			b, err := json.Marshal(reg)
+			if err == nil {
+				err = s.Redis.HSet(context.Background(), hosts, s.HostID, b).Err()
+			}
+			if err != nil {
+				usurped <- err
+				return
+			}
+			select {
+			case <-stop:
+				usurped <- nil
+				return
+			case <-tick.C:
+			}
+		}
+	}(stop)
+	var once sync.Once
+	stopUsurper := func() {
+		once.Do(func() {
+			close(stop)
+			if err := <-usurped; err != nil {
+				t.Errorf("usurp host id: %v", err)
+			}
+		})
+	}
+	defer stopUsurper()
+
+	hosttest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		r, err := s.Try(call{Method: "GET", Path: "/readyz"})
+		if err != nil {
+			return err
+		}
+		_, err = hosttest.CheckError(r, http.StatusServiceUnavailable, "unavailable")
+		return err
+	})
+	hosttest.WantStatus(t, s.Do(t, call{Method: "GET", Path: "/healthz"}), http.StatusOK)
+
+	stopUsurper()
+	hosttest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		r, err := s.Try(call{Method: "GET", Path: "/readyz"})
+		if err != nil {
+			return err
+		}
+		if r.Status != http.StatusOK {
+			return fmt.Errorf("with its id free again, /readyz answered %d: %s", r.Status, r.Body)
+		}
+		return nil
+	})
+}
+
+// TestReadyzWhileDraining: once Run's context ends (SIGTERM), /readyz answers 503
+// while the listener still serves and the host is still registered, so the balancer
+// takes it out of rotation before it leaves the cluster and while its sockets'
+// clients reconnect elsewhere; /healthz stays 200, as the process is alive and a
+// liveness probe must not kill it mid-drain.
+func TestReadyzWhileDraining(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, nil)
+	wantReady(t, s)
+	hosts := s.Prefix + "hosts"
+	// A socket whose client never answers the close frame holds the drain for about a
+	// second before the host leaves and the listener shuts: the window to probe in.
+	s.dialWS(t, s.newUser(t, "alice"))
+
+	stopped := make(chan struct{})
+	go func() { s.Stop(); close(stopped) }()
+	defer func() { <-stopped }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := s.Try(call{Method: "GET", Path: "/readyz"})
+		if err != nil {
+			t.Fatalf("the listener closed (%v) before /readyz answered 503", err)
+		}
+		if r.Status != http.StatusOK {
+			hosttest.WantError(t, r, http.StatusServiceUnavailable, "unavailable")
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz still answers 200 10 s after the drain began")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if ok, err := s.Redis.HExists(t.Context(), hosts, s.HostID).Result(); err != nil || !ok {
+		t.Errorf("/readyz turned 503 only once the host had left %s (registered %v, err %v)", hosts, ok, err)
+	}
+	r, err := s.Try(call{Method: "GET", Path: "/healthz"})
+	if err != nil || r.Status != http.StatusOK {
+		t.Errorf("while draining, /healthz answered %d (%v), want 200", r.Status, err)
+	}
+}
+
+// wantReady fails unless /readyz answers 200 naming the host.
+func wantReady(t *testing.T, s *testServer) {
+	t.Helper()
+	r := s.Do(t, call{Method: "GET", Path: "/readyz"})
+	hosttest.WantStatus(t, r, http.StatusOK)
+	var body struct {
+		Status string `json:"status"`
+		HostID string `json:"host_id"`
+	}
+	r.Decode(t, &body)
+	if body.Status != "ready" || body.HostID != s.HostID {
+		t.Fatalf("/readyz answered %s, want status ready and host_id %s", r.Body, s.HostID)
+	}
+}
+
+// newServerOnCuttableRedis is newServer with every Redis connection of the host going
+// through a proxy the test may cut. The testServer's own Redis client bypasses it.
+func newServerOnCuttableRedis(t *testing.T, env map[string]string) (*testServer, *clustertest.Proxy) {
+	t.Helper()
+	direct, prefix := dbtest.NewRedis(t)
+	base := os.Getenv("TEST_REDIS_URL")
+	if base == "" {
+		base = dbtest.DefaultRedisURL
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("TEST_REDIS_URL: %v", err)
+	}
+	proxy := clustertest.NewProxy(t, u.Host)
+	u.Host = proxy.Addr()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	proxied, err := redis.Dial(ctx, u.String(), nil)
+	if err != nil {
+		t.Fatalf("dial Redis through the proxy: %v", err)
+	}
+	t.Cleanup(func() { _ = proxied.Close() })
+	stores := &hosttest.Stores{
+		DatabaseURL: dbtest.NewDatabaseURL(t), RedisURL: u.String(), Redis: proxied, Prefix: prefix, Secret: hosttest.RandomHex(32),
+	}
+	h := stores.Start(t, hosttest.Options{Env: env})
+	return &testServer{Host: h, Redis: direct, Prefix: prefix}, proxy
 }
 
 // TestDrainLeavesCluster: a drained host removes its registration and does not
