@@ -31,21 +31,6 @@ type rawEntry struct {
 	Instance string    `json:"instance"`
 }
 
-// rawRedis is a plain client on the cluster's Redis: the tests read keys by the
-// names the key comment documents, prefix included, so that a renamed key or a
-// changed value shape fails them as it would an operator's `redis-cli`.
-func rawRedis(tb testing.TB, c *Cluster) *goredis.Client {
-	tb.Helper()
-	opt, err := goredis.ParseURL(c.RedisURL)
-	if err != nil {
-		tb.Fatalf("redis url: %v", err)
-	}
-	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = time.Second, time.Second, time.Second
-	rdb := goredis.NewClient(opt)
-	tb.Cleanup(func() { _ = rdb.Close() })
-	return rdb
-}
-
 func presenceKey(c *Cluster, userID string) string {
 	return c.RedisPrefix + "presence:{" + userID + "}"
 }
@@ -129,7 +114,7 @@ func TestDeadHostPresenceRemovedBySender(t *testing.T) {
 	t.Parallel()
 	c := StartCluster(t, 3, Options{})
 	h1, h2, h3 := c.Hosts[0], c.Hosts[1], c.Hosts[2]
-	rdb := rawRedis(t, c)
+	rdb := c.RawRedis(t)
 	alice := NewUser(t, h1, "alice")
 	bobOnH2 := NewUser(t, h2, "bob")
 	bobOnH3 := Login(t, h3, "bob")
@@ -295,7 +280,7 @@ func TestRestartedHostStalePresenceRemovedBySender(t *testing.T) {
 	t.Parallel()
 	c := StartCluster(t, 2, Options{})
 	h1, h2 := c.Hosts[0], c.Hosts[1]
-	rdb := rawRedis(t, c)
+	rdb := c.RawRedis(t)
 	alice := NewUser(t, h1, "alice")
 	bob := NewUser(t, h2, "bob")
 	th := CreateThread(t, h1, alice, "restart", "bob")
@@ -378,7 +363,7 @@ func TestRestartedHostForgetsItsOldInstance(t *testing.T) {
 	t.Parallel()
 	c := StartCluster(t, 2, Options{})
 	h1, h2 := c.Hosts[0], c.Hosts[1]
-	rdb := rawRedis(t, c)
+	rdb := c.RawRedis(t)
 	alice := NewUser(t, h2, "alice")
 	bob := NewUser(t, h2, "bob")
 	th := CreateThread(t, h2, alice, "restart", "bob")

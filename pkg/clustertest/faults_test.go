@@ -359,7 +359,7 @@ func TestFaultLogoutWhileAHostIsCutOffFromRedis(t *testing.T) {
 		1: {"CHAT_REDIS_URL": "redis://" + redisLink.Addr() + "/0"},
 	}})
 	h1, h2 := c.Hosts[0], c.Hosts[1]
-	rdb := rawRedis(t, c)
+	rdb := c.RawRedis(t)
 	alice := NewUser(t, h1, "alice")
 	s1, s2 := DialSynced(t, h1, alice), DialSynced(t, h2, alice)
 

@@ -323,6 +323,14 @@ func (c *Cluster) deletePrefix() {
 // wrote (presence entries, hosts). It is closed when the test ends.
 func (c *Cluster) Redis(tb testing.TB) *redis.Store {
 	tb.Helper()
+	return redis.New(c.RawRedis(tb), redis.Config{Prefix: c.RedisPrefix}, nil)
+}
+
+// RawRedis is a plain client on the cluster's Redis, for reading keys by the names
+// the contract gives them (prefix included), as an operator's `redis-cli` would. It is
+// closed when the test ends.
+func (c *Cluster) RawRedis(tb testing.TB) *goredis.Client {
+	tb.Helper()
 	opt, err := goredis.ParseURL(c.RedisURL)
 	if err != nil {
 		tb.Fatalf("redis url: %v", err)
@@ -330,7 +338,7 @@ func (c *Cluster) Redis(tb testing.TB) *redis.Store {
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = time.Second, time.Second, time.Second
 	client := goredis.NewClient(opt)
 	tb.Cleanup(func() { _ = client.Close() })
-	return redis.New(client, redis.Config{Prefix: c.RedisPrefix}, nil)
+	return client
 }
 
 // redisStore is one shared store on the cluster's Redis and prefix (as Redis), for

@@ -429,29 +429,13 @@ func TestRedisDown(t *testing.T) {
 	wantReady(t, s)
 
 	proxy.Cut()
-	hosttest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
-		r, err := s.Try(call{Method: "GET", Path: "/readyz"})
-		if err != nil {
-			return err
-		}
-		_, err = hosttest.CheckError(r, http.StatusServiceUnavailable, "unavailable")
-		return err
-	})
+	waitReadyz(t, s, 5*time.Second, http.StatusServiceUnavailable, "")
 	hosttest.WantStatus(t, s.Do(t, call{Method: "HEAD", Path: "/readyz"}), http.StatusServiceUnavailable)
 	hosttest.WantStatus(t, s.Do(t, call{Method: "GET", Path: "/healthz"}), http.StatusOK)
 	hosttest.WantStatus(t, s.Do(t, call{Method: "HEAD", Path: "/healthz"}), http.StatusOK)
 
 	proxy.Restore()
-	hosttest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
-		r, err := s.Try(call{Method: "GET", Path: "/readyz"})
-		if err != nil {
-			return err
-		}
-		if r.Status != http.StatusOK {
-			return fmt.Errorf("after Redis came back, /readyz answered %d: %s", r.Status, r.Body)
-		}
-		return nil
-	})
+	waitReadyz(t, s, 10*time.Second, http.StatusOK, "after Redis came back")
 	wantReady(t, s)
 	hosttest.WantStatus(t, s.Do(t, call{Method: "HEAD", Path: "/readyz"}), http.StatusOK)
 }
@@ -513,27 +497,11 @@ func TestReadyzNeedsFreshHeartbeat(t *testing.T) {
 	}
 	defer stopUsurper()
 
-	hosttest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
-		r, err := s.Try(call{Method: "GET", Path: "/readyz"})
-		if err != nil {
-			return err
-		}
-		_, err = hosttest.CheckError(r, http.StatusServiceUnavailable, "unavailable")
-		return err
-	})
+	waitReadyz(t, s, 5*time.Second, http.StatusServiceUnavailable, "")
 	hosttest.WantStatus(t, s.Do(t, call{Method: "GET", Path: "/healthz"}), http.StatusOK)
 
 	stopUsurper()
-	hosttest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
-		r, err := s.Try(call{Method: "GET", Path: "/readyz"})
-		if err != nil {
-			return err
-		}
-		if r.Status != http.StatusOK {
-			return fmt.Errorf("with its id free again, /readyz answered %d: %s", r.Status, r.Body)
-		}
-		return nil
-	})
+	waitReadyz(t, s, 10*time.Second, http.StatusOK, "with its id free again")
 }
 
 // TestReadyzWhileDraining: once Run's context ends (SIGTERM), /readyz answers 503
@@ -578,6 +546,26 @@ func TestReadyzWhileDraining(t *testing.T) {
 }
 
 // wantReady fails unless /readyz answers 200 naming the host.
+// waitReadyz polls /readyz until it answers status (503 with the contract's
+// `unavailable` error), failing the test after within; when says in what state.
+func waitReadyz(t *testing.T, s *testServer, within time.Duration, status int, when string) {
+	t.Helper()
+	hosttest.CheckFor(t, within, 20*time.Millisecond, func() error {
+		r, err := s.Try(call{Method: "GET", Path: "/readyz"})
+		if err != nil {
+			return err
+		}
+		if status == http.StatusServiceUnavailable {
+			_, err = hosttest.CheckError(r, status, "unavailable")
+			return err
+		}
+		if r.Status != status {
+			return fmt.Errorf("%s, /readyz answered %d: %s", when, r.Status, r.Body)
+		}
+		return nil
+	})
+}
+
 func wantReady(t *testing.T, s *testServer) {
 	t.Helper()
 	r := s.Do(t, call{Method: "GET", Path: "/readyz"})
