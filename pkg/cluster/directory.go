@@ -95,15 +95,7 @@ func (d *Directory) AliveInstance(hostID, instance string) bool {
 
 // Live returns every host AliveInstance holds alive, this one included.
 func (d *Directory) Live() []chat.Host {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	out := make([]chat.Host, 0, len(d.hosts))
-	for id, h := range d.hosts {
-		if id == d.self || d.freshLocked(h) {
-			out = append(out, h)
-		}
-	}
-	return out
+	return d.where(func(id string, h chat.Host) bool { return id == d.self || d.freshLocked(h) })
 }
 
 // Host returns a host's registration.
@@ -118,39 +110,29 @@ func (d *Directory) Host(hostID string) (chat.Host, bool) {
 // Redis: while Redis cannot be read, live delivery goes to each of them (section 4.5),
 // however long the outage; Others would soon return none, as their heartbeats age.
 func (d *Directory) Known() []chat.Host {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	out := make([]chat.Host, 0, len(d.hosts))
-	for id, h := range d.hosts {
-		if id != d.self && d.read.Sub(h.LastHeartbeat) < d.ttl {
-			out = append(out, h)
-		}
-	}
-	return out
+	return d.where(func(id string, h chat.Host) bool { return id != d.self && d.read.Sub(h.LastHeartbeat) < d.ttl })
 }
 
 // Others returns every other host whose heartbeat is fresh.
 func (d *Directory) Others() []chat.Host {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	out := make([]chat.Host, 0, len(d.hosts))
-	for id, h := range d.hosts {
-		if id != d.self && d.freshLocked(h) {
-			out = append(out, h)
-		}
-	}
-	return out
+	return d.where(func(id string, h chat.Host) bool { return id != d.self && d.freshLocked(h) })
 }
 
 // Silent returns every other host still registered whose heartbeat is not fresh: dead,
 // or alive but cut off from Redis. Nothing can be handed to it now, and it may come
 // back with its sockets open.
 func (d *Directory) Silent() []chat.Host {
+	return d.where(func(id string, h chat.Host) bool { return id != d.self && !d.freshLocked(h) })
+}
+
+// where returns the hosts keep accepts, under the read lock (keep may call the
+// ...Locked helpers).
+func (d *Directory) where(keep func(id string, h chat.Host) bool) []chat.Host {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	var out []chat.Host
+	out := make([]chat.Host, 0, len(d.hosts))
 	for id, h := range d.hosts {
-		if id != d.self && !d.freshLocked(h) {
+		if keep(id, h) {
 			out = append(out, h)
 		}
 	}

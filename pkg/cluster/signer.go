@@ -66,6 +66,12 @@ func (s *Signer) Sign(method, path, timestamp string, body []byte) string {
 
 // mac puts the HMAC of one call into sum.
 func (s *Signer) mac(sum *[sha256.Size]byte, method, path, timestamp string, body []byte) {
+	_, _ = s.macStream(sum, method, path, timestamp, body, nil)
+}
+
+// macStream is mac over a body of head followed by what rest holds (nil: nothing),
+// read through the HMAC without being kept. It returns how much it read of rest.
+func (s *Signer) macStream(sum *[sha256.Size]byte, method, path, timestamp string, head []byte, rest io.Reader) (int64, error) {
 	st, _ := s.macs.Get().(*macState)
 	if st == nil {
 		st = &macState{h: hmac.New(sha256.New, s.key)}
@@ -78,10 +84,16 @@ func (s *Signer) mac(sum *[sha256.Size]byte, method, path, timestamp string, bod
 	st.buf = append(st.buf, '\n')
 	st.h.Reset()
 	st.h.Write(st.buf)
-	st.h.Write(body)
+	st.h.Write(head)
+	var n int64
+	var err error
+	if rest != nil {
+		n, err = io.Copy(st.h, rest)
+	}
 	st.sum = st.h.Sum(st.sum[:0])
 	copy(sum[:], st.sum)
 	s.macs.Put(st)
+	return n, err
 }
 
 // SignRequest sets the timestamp and signature headers of req, whose body is body.
@@ -171,18 +183,16 @@ const oversizedHashed = 4 * maxInternalBody
 // verifyOversized checks the signature of a body that starts with head, reading the
 // rest through the HMAC without keeping it.
 func (s *Signer) verifyOversized(r *http.Request, head []byte) bool {
-	var got [sha256.Size]byte
+	var got, want [sha256.Size]byte
 	if _, err := hex.Decode(got[:], []byte(r.Header.Get(HeaderSignature))); err != nil {
 		return false
 	}
-	h := hmac.New(sha256.New, s.key)
-	_, _ = io.WriteString(h, r.Method+"\n"+r.URL.Path+"\n"+r.Header.Get(HeaderTimestamp)+"\n")
-	_, _ = h.Write(head)
-	n, err := io.Copy(h, io.LimitReader(r.Body, oversizedHashed-int64(len(head))+1))
+	n, err := s.macStream(&want, r.Method, r.URL.Path, r.Header.Get(HeaderTimestamp), head,
+		io.LimitReader(r.Body, oversizedHashed-int64(len(head))+1))
 	if err != nil || int64(len(head))+n > oversizedHashed {
 		return false
 	}
-	return hmac.Equal(got[:], h.Sum(nil))
+	return hmac.Equal(got[:], want[:])
 }
 
 // verifiedBody is a request body the middleware has read and verified; handlers take
